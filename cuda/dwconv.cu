@@ -1,0 +1,2 @@
+// dwconv kernels: being written.
+#include "common.cuh"

@@ -1,0 +1,2 @@
+// gemm kernels: being written.
+#include "common.cuh"
