@@ -1,3 +1,8 @@
 //! CPU versions of Joule's kernels: [`reference`] float64 oracles (simple, obviously right) and [`fast`] parallel
 //! kernels (rayon, f32 accumulation).
 #![deny(missing_docs)]
+
+pub mod fast;
+pub mod reference;
+
+pub use fast::CpuKernels;
