@@ -58,3 +58,34 @@ impl Kernels for CpuKernels {
         attention(shape, q, k, v, mask, out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use joule_core::InputGen;
+
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let s = AttnShape::new(1, 2, 50, 70, 40).with_causal(true);
+        let mut g = InputGen::new(1);
+        let (q, k, v): (Vec<f32>, Vec<f32>, Vec<f32>) = (g.vec(s.q_len()), g.vec(s.kv_len()), g.vec(s.kv_len()));
+        let gs = GemmShape::new(70, 50, 90);
+        let (a, b): (Vec<f32>, Vec<f32>) = (g.vec(gs.a_len()), g.vec(gs.b_len()));
+        let ds = DwConvShape::new(1, 9, 11, 8, 3, 1, 12);
+        let (x, dw, pw): (Vec<f32>, Vec<f32>, Vec<f32>) =
+            (g.vec(ds.input_len()), g.vec(ds.dw_weight_len()), g.vec(ds.pw_weight_len()));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut out = vec![0.0f32; s.out_len()];
+                attention(&s, &q, &k, &v, None, &mut out).unwrap();
+                let mut c = vec![0.0f32; gs.c_len()];
+                gemm(&gs, &a, &b, &mut c).unwrap();
+                let mut y = vec![0.0f32; ds.out_len()];
+                dwsep_fused(&ds, &x, &dw, &pw, &mut y).unwrap();
+                [out, c, y].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}
