@@ -224,3 +224,28 @@ JOULE_DEVICE float exp2_approx(float x) { return exp2f(x); }
 }  // namespace joule
 
 #endif  // JOULE_EMULATE
+
+// ---- shared by both branches: plain C++ over the primitives above ----
+namespace joule {
+
+/// Widens the 16 bytes in `v` (16/sizeof(T) elements of T, lowest address first, as ld128/lds128 return them) to f32.
+template <class T>
+JOULE_DEVICE void unpack128(uint4 v, float (&out)[16 / sizeof(T)]) {
+    T e[16 / sizeof(T)];
+    memcpy(&e[0], &v, 16);
+#pragma unroll
+    for (int i = 0; i < int(16 / sizeof(T)); ++i) out[i] = to_f32(e[i]);
+}
+
+/// Rounds 16/sizeof(T) floats to T and packs them into 16 bytes (lowest address first), for st128/sts128.
+template <class T>
+JOULE_DEVICE uint4 pack128(const float (&in)[16 / sizeof(T)]) {
+    T e[16 / sizeof(T)];
+#pragma unroll
+    for (int i = 0; i < int(16 / sizeof(T)); ++i) e[i] = from_f32<T>(in[i]);
+    uint4 v;
+    memcpy(&v, &e[0], 16);
+    return v;
+}
+
+}  // namespace joule
