@@ -10,3 +10,7 @@ pub use joule_core::*;
 pub mod cpu {
     pub use joule_cpu::*;
 }
+
+/// The CUDA backend (cudarc): probing, NVRTC, plan execution, [`Kernels`] on the GPU and the cuBLAS baseline.
+/// Without the `cuda` feature, a stub whose entry points answer "not compiled with CUDA".
+pub mod cuda;
