@@ -69,7 +69,7 @@ pub fn depthwise_plan(shape: &DwConvShape, dtype: DType) -> Result<OpPlan> {
     let geometry = geometry_args(shape)?;
     let per_thread = 16 / dtype.size_bytes();
     let groups = shape.dw_channels().div_ceil(per_thread);
-    let items = shape.out_pixels().checked_mul(groups).unwrap_or(usize::MAX);
+    let items = shape.out_pixels().saturating_mul(groups);
     dim(items, "depthwise work items (output pixels × channel groups)")?;
     let mut args = vec![Arg::Buf(0), Arg::Buf(1), Arg::Buf(2)];
     args.extend(geometry);
