@@ -99,7 +99,8 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
 
     const int q_tiles = (lq + BR - 1) / BR;
     const int bh = blockIdx.x / q_tiles;
-    const int q0 = (blockIdx.x % q_tiles) * BR;
+    // Query tiles in reverse order: under causal masking the last tiles have the most keys, so they start first.
+    const int q0 = (q_tiles - 1 - (int)(blockIdx.x % q_tiles)) * BR;
     const int batch = bh / heads;
     const int q_end = q0 + BR < lq ? q0 + BR : lq;
 
@@ -340,7 +341,7 @@ JOULE_DEVICE void simt_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, g
 
     const int q_tiles = (lq + kSimtRows - 1) / kSimtRows;
     const int bh = blockIdx.x / q_tiles;
-    const int q0 = (blockIdx.x % q_tiles) * kSimtRows;
+    const int q0 = (q_tiles - 1 - (int)(blockIdx.x % q_tiles)) * kSimtRows;  // longest rows first (causal)
     const int batch = bh / heads;
     const int q_end = q0 + kSimtRows < lq ? q0 + kSimtRows : lq;
 
@@ -431,7 +432,7 @@ JOULE_DEVICE void simt_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, g
 // ------------------------------------------------------------------------------------------------------------------
 // Entry points. Arguments: q, k, v, out, mask (u8 or f32 data; any buffer when mask_kind = 0, never read), heads,
 // lq, lk, head_dim, scale, causal (0/1), mask_kind (0 none, 1 boolean u8, 2 additive f32). Grid: one block per
-// (batch·head, query tile), flattened in x as bh·q_tiles + tile; 128 threads.
+// (batch·head, query tile), flattened in x as bh·q_tiles + (q_tiles − 1 − tile); 128 threads.
 
 #define JOULE_ATTN_PARAMS(T)                                                                                         \
     joule::gptr<const T> JOULE_RESTRICT q, joule::gptr<const T> JOULE_RESTRICT k,                                    \
