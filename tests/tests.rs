@@ -2,4 +2,5 @@
 //! backend and element type; each backend module instantiates them.
 
 mod cpu;
+mod emu;
 pub mod suite;
