@@ -3,7 +3,10 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod devices;
+mod report;
+mod run;
 mod track;
 
 /// Joule: energy per FLOP of GEMM, depthwise-separable convolution and attention, on CPU and CUDA.
@@ -16,6 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure kernels × precisions × shapes × backends: time, GFLOP/s, energy per FLOP, error vs a float64 oracle.
+    /// Writes results/*.json|csv and a markdown + SVG report.
+    Run(run::Args),
+    /// Write the markdown report and SVG charts for a results file.
+    Report(report::Args),
+    /// Compare two results files case by case, with the noise band.
+    Compare(compare::Args),
     /// List devices, the energy meter chosen for each, and why others are absent.
     Devices(devices::Args),
     /// Run a command under the energy/carbon tracker (like `codecarbon monitor`) and return its exit status.
@@ -25,6 +35,9 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Report(args) => report::main(args),
+        Command::Compare(args) => compare::main(args),
         Command::Devices(args) => devices::main(args),
         Command::Track(args) => track::main(args),
     }

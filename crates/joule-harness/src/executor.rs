@@ -8,7 +8,7 @@
 
 use crate::catalog::ShapeSpec;
 use crate::inputs::CaseInputs;
-use crate::plan::{BackendStatus, Case};
+use crate::plan::{BackendStatus, Case, KernelKind};
 use half::{bf16, f16};
 use joule_core::{AttnMask, AttnShape, DType, DwConvShape, Element, Error, GemmShape, Kernels, Result};
 use std::sync::Arc;
@@ -32,12 +32,26 @@ pub trait Executor {
     fn device(&self) -> DeviceRef;
     /// One line describing the implementation (shown in results and the report).
     fn description(&self) -> String;
+    /// Whether this backend runs `kernel` at `dtype` (a GEMM-only baseline answers false for the rest, and the plan
+    /// leaves those cases out).
+    fn supports(&self, _kernel: KernelKind, _dtype: DType) -> bool {
+        true
+    }
     /// Copies the inputs where the backend wants them and returns a case ready to run.
     fn prepare(&self, case: &Case, inputs: &CaseInputs) -> Result<Box<dyn PreparedCase>>;
 
     /// The name and availability, as the plan needs them.
     fn status(&self) -> BackendStatus {
-        BackendStatus { name: self.name(), unavailable: self.unavailable_reason() }
+        let supported = KernelKind::ALL
+            .iter()
+            .flat_map(|&k| DType::ALL.iter().filter(move |&&d| self.supports(k, d)).map(move |&d| (k, d)))
+            .collect::<Vec<_>>();
+        let all = supported.len() == KernelKind::ALL.len() * DType::ALL.len();
+        BackendStatus {
+            name: self.name(),
+            unavailable: self.unavailable_reason(),
+            supports: (!all).then_some(supported),
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod compare;
+pub mod cuda;
 pub mod executor;
 pub mod inputs;
 pub mod machine;

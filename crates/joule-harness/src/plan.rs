@@ -245,6 +245,21 @@ pub struct BackendStatus {
     pub name: String,
     /// `None` when usable here, else the reason it is not.
     pub unavailable: Option<String>,
+    /// The (kernel, dtype) pairs it runs; `None` = all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supports: Option<Vec<(KernelKind, DType)>>,
+}
+
+impl BackendStatus {
+    /// A backend usable here that runs every kernel at every dtype.
+    pub fn available(name: &str) -> Self {
+        BackendStatus { name: name.into(), unavailable: None, supports: None }
+    }
+
+    /// Whether it runs `kernel` at `dtype`.
+    pub fn runs(&self, kernel: KernelKind, dtype: DType) -> bool {
+        self.supports.as_ref().is_none_or(|s| s.contains(&(kernel, dtype)))
+    }
 }
 
 /// The cases of one run, in execution order (shape by shape, then kernel, dtype, backend).
@@ -293,7 +308,7 @@ impl Plan {
             if b.unavailable.is_some() {
                 skipped_backends.push(b.clone());
             } else {
-                usable.push(b.name.clone());
+                usable.push(b);
             }
         }
         let mut shapes: Vec<NamedShape> = Vec::new();
@@ -315,8 +330,8 @@ impl Plan {
             }
             for kernel in KernelKind::ALL.into_iter().filter(|k| kernels.contains(k) && k.applies_to(&shape.spec)) {
                 for &dtype in DType::ALL.iter().filter(|d| dtypes.contains(d)) {
-                    for backend in &usable {
-                        cases.push(Case { kernel, dtype, shape: shape.clone(), backend: backend.clone() });
+                    for backend in usable.iter().filter(|b| b.runs(kernel, dtype)) {
+                        cases.push(Case { kernel, dtype, shape: shape.clone(), backend: backend.name.clone() });
                     }
                 }
             }
@@ -330,7 +345,11 @@ impl Plan {
                 dtypes.iter().map(|d| d.name()).collect::<Vec<_>>(),
                 filter.backends.as_deref().unwrap_or(&[]),
                 filter.name_contains.as_deref().unwrap_or(&[]),
-                if usable.is_empty() { "none".to_string() } else { usable.join(", ") }
+                if usable.is_empty() {
+                    "none".to_string()
+                } else {
+                    usable.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                }
             )));
         }
         Ok(Plan { sets: sets.to_vec(), cases, skipped_backends })
@@ -343,8 +362,8 @@ mod tests {
 
     fn cpu_only() -> Vec<BackendStatus> {
         vec![
-            BackendStatus { name: "cpu".into(), unavailable: None },
-            BackendStatus { name: "cuda".into(), unavailable: Some("no NVIDIA driver".into()) },
+            BackendStatus::available("cpu"),
+            BackendStatus { name: "cuda".into(), unavailable: Some("no NVIDIA driver".into()), supports: None },
         ]
     }
 
@@ -391,6 +410,16 @@ mod tests {
         assert!(Plan::build(&[ShapeSet::Quick], &f, &cpu_only()).unwrap_err().to_string().contains("unknown backend"));
         let f = PlanFilter { name_contains: Some(vec!["resnet".into()]), ..Default::default() };
         assert!(Plan::build(&[ShapeSet::Quick], &f, &cpu_only()).unwrap_err().to_string().contains("no case"));
+    }
+
+    #[test]
+    fn a_gemm_only_backend_gets_gemm_cases_only() {
+        let mut backends = vec![BackendStatus::available("cpu"), BackendStatus::available("blas")];
+        backends[1].supports = Some(vec![(KernelKind::Gemm, DType::F16)]);
+        let plan = Plan::build(&[ShapeSet::Quick], &PlanFilter::default(), &backends).unwrap();
+        let blas: Vec<_> = plan.cases.iter().filter(|c| c.backend == "blas").collect();
+        assert!(!blas.is_empty() && blas.iter().all(|c| c.kernel == KernelKind::Gemm && c.dtype == DType::F16));
+        assert!(plan.cases.iter().any(|c| c.backend == "cpu" && c.kernel == KernelKind::Attention));
     }
 
     #[test]
