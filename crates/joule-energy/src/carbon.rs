@@ -121,6 +121,8 @@ pub struct CarbonIntensity {
     pub country_name: Option<String>,
     /// The region used (sub-national or cloud), when one was.
     pub region: Option<String>,
+    /// The cloud provider, when a cloud region answered.
+    pub cloud_provider: Option<String>,
     /// Misses on the way (e.g. "region \"atlantis\" not found for USA: country value used").
     pub notes: Vec<String>,
 }
@@ -136,10 +138,7 @@ fn find_country<'a>(d: &'a Data, q: &str) -> Option<(&'a str, &'a Country)> {
 
 fn find_region<'a>(set: &'a RegionSet, q: &str) -> Option<(&'a str, &'a Region)> {
     let low = q.trim().to_lowercase();
-    set.regions
-        .iter()
-        .find(|(name, r)| **name == low || r.aliases.iter().any(|a| *a == low))
-        .map(|(k, r)| (k.as_str(), r))
+    set.regions.iter().find(|(name, r)| **name == low || r.aliases.contains(&low)).map(|(k, r)| (k.as_str(), r))
 }
 
 /// Looks up the carbon intensity for `q` (see the module documentation for the order). Never fails: the world
@@ -156,6 +155,7 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
                 country_iso: q.country.as_ref().map(|c| c.trim().to_uppercase()),
                 country_name: None,
                 region: q.region.clone(),
+                cloud_provider: None,
                 notes,
             };
         }
@@ -171,6 +171,7 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
         country_iso: None,
         country_name: None,
         region: None,
+        cloud_provider: None,
         notes,
     };
     let Some(d) = data() else {
@@ -198,6 +199,7 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
                     country_iso: Some(r.country_iso.clone()),
                     country_name: Some(r.country_name.clone()),
                     region: Some(cr.trim().to_lowercase()),
+                    cloud_provider: Some(p.clone()),
                     notes,
                 };
             }
@@ -238,6 +240,7 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
                 country_iso: Some((*iso).to_owned()),
                 country_name: d.countries.get(*iso).map(|c| c.name.clone()),
                 region: Some((*name).to_owned()),
+                cloud_provider: None,
                 notes,
             };
         }
@@ -257,6 +260,7 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
             country_iso: Some(iso.to_owned()),
             country_name: Some(c.name.clone()),
             region: None,
+            cloud_provider: None,
             notes,
         },
         None => {

@@ -185,7 +185,7 @@ pub fn lookup_cpu_tdp(model: &str) -> Option<(String, f64)> {
 
 /// CodeCarbon 3.3.2's guess of the DIMM count for `total_gb` of RAM.
 pub fn estimate_dimm_count(total_gb: f64) -> u32 {
-    if !(total_gb > 2.0) {
+    if total_gb.is_nan() || total_gb <= 2.0 {
         return 1;
     }
     if total_gb <= 16.0 {

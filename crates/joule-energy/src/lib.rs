@@ -18,7 +18,7 @@ mod meter;
 mod nvml;
 pub mod rapl;
 mod select;
-// mod tracker;
+mod tracker;
 
 pub use estimate::{
     CpuPowerSource, DEFAULT_POWER_PER_THREAD_W, EstimateMeter, EstimateModel, cpu_model_name, cpu_power_at_load,
@@ -31,8 +31,7 @@ pub use meter::{
 pub use nvml::{MAX_SAMPLE_PERIOD, NVML_FI_DEV_POWER_INSTANT, NvmlMeter, visible_gpu_indices};
 pub use rapl::{PowercapFs, RaplDiscovery, RaplDomain, RaplMeter, RealFs};
 pub use select::{AbsentMeter, MeterConfig, MeterSelection, select_meters};
-/*pub use tracker::{
-    CSV_COLUMNS, EmissionsReport, TaskReport, Tracker, TrackerConfig, read_emissions_csv, write_emissions_csv,
-    write_json_atomic,
+pub use tracker::{
+    CSV_COLUMNS, ComponentMethods, EmissionsReport, EmissionsRow, EnergyKwh, MachineInfo, PowerW, TaskReport, Tracker,
+    TrackerConfig, read_emissions_csv, write_emissions_csv, write_json_atomic,
 };
-*/

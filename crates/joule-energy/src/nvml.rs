@@ -184,6 +184,9 @@ fn counter_update_period(nvml: &Nvml, index: u32, uuid: &str) -> (f64, bool) {
     v
 }
 
+/// The power sampling thread: a stop channel and the handle returning `(t_s, W)` samples.
+type PowerSampler = (Sender<()>, JoinHandle<Vec<(f64, f64)>>);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     Counter,
@@ -199,7 +202,7 @@ pub struct NvmlMeter {
     sample_period: Duration,
     period_note: Option<String>,
     start: Option<(Instant, u64)>,
-    sampler: Option<(Sender<()>, JoinHandle<Vec<(f64, f64)>>)>,
+    sampler: Option<PowerSampler>,
 }
 
 impl NvmlMeter {
@@ -241,7 +244,6 @@ impl NvmlMeter {
         } else {
             return Err(nvml_err(&format!("GPU {ordinal} ({name})"), "reports neither energy nor power"));
         };
-        drop(dev);
         let method = if mode == Mode::Counter { Method::NvmlCounter } else { Method::NvmlPower };
         let info = MeterInfo {
             name: format!("NVML {name}"),
