@@ -586,10 +586,15 @@ static void run_block() {
     L.bar_arrived = 0;
     if (L.smem_bytes > 0) std::memset(L.smem, 0xFF, size_t(L.smem_bytes));  // poison: NaN in every float type
 
-    for (;;) {
+    // Threads run until they block, in ascending order on one pass and descending on the next (starting with the
+    // block's parity), so a read of another thread's shared data without a barrier between sees the poison in one
+    // of the two orders instead of happening to work.
+    const unsigned block_linear = L.block_idx.x + L.grid.x * (L.block_idx.y + L.grid.y * L.block_idx.z);
+    for (unsigned pass = 0;; ++pass) {
         bool progressed = false;
-        for (int i = 0; i < n; ++i) {
-            Fiber& f = L.fibers[i];
+        const bool descending = ((block_linear + pass) & 1u) != 0;
+        for (int j = 0; j < n; ++j) {
+            Fiber& f = L.fibers[descending ? n - 1 - j : j];
             if (f.state != kReady) continue;
             progressed = true;
             L.cur = &f;

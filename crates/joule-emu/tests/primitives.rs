@@ -435,3 +435,17 @@ fn every_planned_kernel_is_in_the_emulators_launch_table() {
         assert!(table.iter().any(|n| n == k.name), "{} ({}) is not in the launch table", k.name, k.source);
     }
 }
+
+#[test]
+fn a_missing_barrier_reads_poison_in_one_of_the_two_thread_orders() {
+    // Blocks alternate the order threads run in, so reading a neighbour's shared write without __syncthreads sees
+    // the 0xFF poison (NaN) whichever neighbour it is; with a barrier the same kernel would read t + dir.
+    for dir in [1, -1] {
+        let mut bufs = [EmuBuffer::zeroed("out", 2 * 64 * 4).unwrap()];
+        launch("emutest_missing_barrier", [2, 1, 1], [64, 1, 1], 256, &[Arg::Buf(0), Arg::I32(dir)], &mut bufs)
+            .unwrap();
+        let out: Vec<f32> = bufs[0].to_vec().unwrap();
+        let stale = out.iter().filter(|x| x.is_nan()).count();
+        assert!(stale >= 63, "dir {dir}: only {stale} reads saw the poison: {out:?}");
+    }
+}

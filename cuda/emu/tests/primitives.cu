@@ -188,3 +188,12 @@ extern "C" __global__ void emutest_mma_tile_bf16(gptr<const bf16> a, gptr<const 
     mma_tile<bf16>(a, b, c);
 }
 JOULE_EXPORT(emutest_mma_tile_bf16)
+
+// ---- a missing barrier: thread t writes shared word t, then reads word t + dir without __syncthreads. ----
+extern "C" __global__ void emutest_missing_barrier(gptr<float> out, int dir) {
+    const int t = threadIdx.x, n = blockDim.x;
+    sptr<float> s = dyn_smem<float>(0);
+    s[t] = float(t);
+    out[blockIdx.x * n + t] = s[(t + dir + n) % n];
+}
+JOULE_EXPORT(emutest_missing_barrier)
