@@ -202,10 +202,15 @@ JOULE_DEVICE void fused_tc(gptr<const T> in, gptr<const T> dw_w, gptr<const T> p
                 if (row >= pixels) continue;
 #pragma unroll
                 for (int ni = 0; ni < TC_NI; ++ni) {
-#pragma unroll
-                    for (int q = 0; q < 2; ++q) {
-                        const int col = nb + wn * TC_WN + ni * 8 + 2 * t + q;
-                        if (col < OC) out[(long long)row * OC + col] = from_f32<T>(acc[mi][ni][2 * h + q]);
+                    const int col = nb + wn * TC_WN + ni * 8 + 2 * t;  // even
+                    if (col >= OC) continue;
+                    const long long off = (long long)row * OC + col;
+                    const float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
+                    if (col + 1 < OC && (OC & 1) == 0) {
+                        *gcast<unsigned>(out + off) = pack2<T>(v0, v1);  // 4-byte aligned: OC and col even
+                    } else {
+                        out[off] = from_f32<T>(v0);
+                        if (col + 1 < OC) out[off + 1] = from_f32<T>(v1);
                     }
                 }
             }

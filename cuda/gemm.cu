@@ -15,7 +15,8 @@
 //   element by element with predicates and stored with plain shared stores (made visible by the same barrier).
 //   Contract: the A, B, C base pointers are 16-byte aligned (every cuMemAlloc allocation is 256-byte aligned).
 // Epilogue (both): v = alpha·acc (+ beta·C only when beta != 0, so NaN in C never leaks), rounded to T once,
-// written only where row < M and col < N; K = 0 gives beta·C (or 0). Offsets are computed in 64 bits.
+// written only where row < M and col < N (the tensor-core kernels store column pairs as one 32-bit word when ldc is
+// even); K = 0 gives beta·C (or 0). Offsets are computed in 64 bits.
 #include "common.cuh"
 
 namespace {
@@ -53,8 +54,10 @@ extern "C" __global__ void __launch_bounds__(256)
         const int k0 = kt * SIMT_BK;
 #pragma unroll
         for (int i = 0; i < SIMT_BM * SIMT_BK / SIMT_THREADS; ++i) {
+            // A warp takes 4 rows × 8 consecutive k: 32-byte global segments, and the transposing shared stores
+            // (bank = 4·kk + r mod 32) hit 32 different banks.
             const int e = tid + i * SIMT_THREADS;
-            const int r = e / SIMT_BK, kk = e % SIMT_BK;
+            const int r = (e >> 6) * 4 + ((e >> 3) & 3), kk = ((e >> 5) & 1) * 8 + (e & 7);
             const int gm = m0 + r, gk = k0 + kk;
             const bool p = gm < M && gk < K;
             cp_async_4<float>(as + kk * SIMT_AS + r, p ? A + ((long long)gm * lda + gk) : A, p);
@@ -225,6 +228,7 @@ JOULE_DEVICE void gemm_tc(gptr<const T> A, gptr<const T> B, gptr<T> C, int M, in
     cp_async_wait_all();
 
     const int g = lane >> 2, t = lane & 3;
+    const bool c_pairs = (ldc & 1) == 0;
 #pragma unroll
     for (int mi = 0; mi < TC_MI; ++mi) {
 #pragma unroll
@@ -233,14 +237,20 @@ JOULE_DEVICE void gemm_tc(gptr<const T> A, gptr<const T> B, gptr<T> C, int M, in
             if (row >= M) continue;
 #pragma unroll
             for (int ni = 0; ni < TC_NI; ++ni) {
-#pragma unroll
-                for (int q = 0; q < 2; ++q) {
-                    const int col = n0 + wn * TC_WN + ni * 8 + 2 * t + q;
-                    if (col >= N) continue;
-                    const long long off = (long long)row * ldc + col;
-                    float v = alpha * acc[mi][ni][2 * h + q];
-                    if (beta != 0.f) v += beta * to_f32(C[off]);
-                    C[off] = from_f32<T>(v);
+                const int col = n0 + wn * TC_WN + ni * 8 + 2 * t;  // even
+                if (col >= N) continue;
+                const long long off = (long long)row * ldc + col;
+                float v0 = alpha * acc[mi][ni][2 * h], v1 = alpha * acc[mi][ni][2 * h + 1];
+                const bool pair = col + 1 < N;
+                if (beta != 0.f) {
+                    v0 += beta * to_f32(C[off]);
+                    if (pair) v1 += beta * to_f32(C[off + 1]);
+                }
+                if (pair && c_pairs) {
+                    *gcast<unsigned>(C + off) = pack2<T>(v0, v1);  // 4-byte aligned: ldc and col even
+                } else {
+                    C[off] = from_f32<T>(v0);
+                    if (pair) C[off + 1] = from_f32<T>(v1);
                 }
             }
         }
