@@ -32,3 +32,5 @@ pub use measurement::{Joules, JoulesBuilder, MIN_WINDOW_ENV, SyncFn, parse_min_w
 
 /// Re-exported so users name the same criterion this crate implements the traits of.
 pub use criterion;
+/// Re-exported for its meter configuration (`MeterConfig`) and labels (`Method`).
+pub use joule_energy;

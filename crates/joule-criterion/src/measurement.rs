@@ -203,7 +203,9 @@ impl Joules {
         )
     }
 
-    fn announce(&self) {
+    /// Prints [`Joules::banner`] to stdout, the first time only (measuring calls this too, so the method is always
+    /// printed before the first figure; call it earlier to print it at the top of a run).
+    pub fn announce(&self) {
         self.inner.announced.call_once(|| println!("{}", self.banner()));
     }
 
