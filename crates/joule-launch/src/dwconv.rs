@@ -199,6 +199,22 @@ mod tests {
     }
 
     #[test]
+    fn tiling_matches_the_constants_of_dwconv_cu() {
+        let text = crate::source(SOURCE).unwrap();
+        let c = |name| crate::gemm::tests::constant(text, name);
+        assert_eq!((c("FM"), c("FN"), c("TC_THREADS"), c("S_THREADS")), (FUSED_PIXELS, FUSED_OUT_CHANNELS, 128, 256));
+        assert!(text.contains("constexpr int S_THREADS = 256, S_TM = 4, S_TN = 4, S_AS = FM + 4;"));
+        assert!(
+            text.contains("pws = dyn_smem<T>(FM * KC * 2)") && text.contains("pws = dyn_smem<float>(KC * S_AS * 4)")
+        );
+        assert!(text.contains("__launch_bounds__(256) name("), "the depthwise kernels are launched with 256 threads");
+        let s = DwConvShape::new(1, 8, 8, 100, 3, 1, 8);
+        assert_eq!(fused_tiling(&s, DType::F32).unwrap().threads, 256);
+        assert_eq!(fused_tiling(&s, DType::F16).unwrap().threads, 128);
+        assert_eq!(depthwise_plan(&s, DType::F16).unwrap().launches[0].block[0], DW_THREADS);
+    }
+
+    #[test]
     fn depthwise_plan_args_and_grid() {
         let s = DwConvShape::new(2, 7, 9, 3, 3, 2, 5).with_dilation(2).with_same_padding().with_multiplier(3);
         let p = depthwise_plan(&s, DType::F16).unwrap();

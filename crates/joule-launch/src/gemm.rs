@@ -101,7 +101,7 @@ pub fn plan(shape: &GemmShape, dtype: DType) -> Result<OpPlan> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -113,6 +113,33 @@ mod tests {
         }
         for d in DType::ALL {
             assert!(KERNELS.iter().any(|k| k.name == tiling(d).kernel && k.dtype == d));
+        }
+    }
+
+    /// The integer after `name = ` in a `constexpr int` line of the source.
+    pub(crate) fn constant(text: &str, name: &str) -> usize {
+        let at =
+            text.find(&format!(" {name} = ")).unwrap_or_else(|| panic!("{name} not in the source")) + name.len() + 4;
+        text[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+    }
+
+    #[test]
+    fn tiling_matches_the_constants_of_gemm_cu() {
+        let text = crate::source(SOURCE).unwrap();
+        let c = |name| constant(text, name);
+        assert!(text.contains("constexpr int SIMT_AS = SIMT_BM + 4;"));
+        let simt = tiling(DType::F32);
+        assert_eq!(
+            (simt.block_m, simt.block_n, simt.threads as usize),
+            (c("SIMT_BM"), c("SIMT_BN"), c("SIMT_THREADS"))
+        );
+        let stage = c("SIMT_BK") * (c("SIMT_BM") + 4) + c("SIMT_BK") * c("SIMT_BN");
+        assert_eq!(simt.smem_bytes as usize, 2 * stage * 4);
+        for d in [DType::F16, DType::BF16] {
+            let tc = tiling(d);
+            assert_eq!((tc.block_m, tc.block_n, tc.threads as usize), (c("TC_BM"), c("TC_BN"), c("TC_THREADS")));
+            let stage = c("TC_BM") * c("TC_BK") + c("TC_BK") * c("TC_BN");
+            assert_eq!(tc.smem_bytes as usize, c("TC_STAGES") * stage * 2);
         }
     }
 
