@@ -50,7 +50,7 @@ def main(cc: Path, out: Path) -> None:
     regions = {}
     usa = json.load(open(pi / "2023" / "usa_emissions.json"))
     src = usa["_source"]
-    regions["USA"] = {"source": f"{src['name']} ({src['url']}), {src['year']}, via codecarbon {CC_VERSION}",
+    regions["USA"] = {"source": f"{src['name']} ({src['url']}), via codecarbon {CC_VERSION}",
                       "regions": {}}
     for name, v in usa.items():
         if name.startswith("_"):

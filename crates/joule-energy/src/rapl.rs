@@ -124,7 +124,10 @@ fn read_u64(fs: &dyn PowercapFs, path: &Path) -> io::Result<u64> {
 pub fn discover(fs: &dyn PowercapFs, root: &Path) -> Result<RaplDiscovery> {
     let entries = fs.read_dir(root).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            unavailable(format!("no powercap directory at {}", root.display()), None)
+            unavailable(
+                format!("no powercap directory at {}", root.display()),
+                Some("RAPL needs Linux on bare-metal Intel or AMD x86; virtual machines rarely expose it"),
+            )
         } else {
             unavailable(format!("cannot list {}: {e}", root.display()), None)
         }

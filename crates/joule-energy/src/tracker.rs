@@ -273,11 +273,11 @@ pub struct EmissionsRow {
     #[allow(missing_docs)]
     pub codecarbon_version: String,
     #[allow(missing_docs)]
-    pub cpu_count: Option<f64>,
+    pub cpu_count: Option<u64>,
     #[allow(missing_docs)]
     pub cpu_model: String,
     #[allow(missing_docs)]
-    pub gpu_count: Option<f64>,
+    pub gpu_count: Option<u64>,
     #[allow(missing_docs)]
     pub gpu_model: String,
     #[allow(missing_docs)]
@@ -346,9 +346,9 @@ impl EmissionsReport {
             os: self.machine.os.clone(),
             python_version: String::new(),
             codecarbon_version: String::new(),
-            cpu_count: Some(self.machine.cpu_count as f64),
+            cpu_count: Some(self.machine.cpu_count as u64),
             cpu_model: self.machine.cpu_model.clone(),
-            gpu_count: Some(self.machine.gpu_count as f64),
+            gpu_count: Some(self.machine.gpu_count as u64),
             gpu_model: self.machine.gpu_model.clone(),
             longitude: None,
             latitude: None,
@@ -720,8 +720,6 @@ mod tests {
 
     #[test]
     fn csv_header_matches_codecarbon_v3_then_methods() {
-        let header = csv::WriterBuilder::new().from_writer(Vec::new());
-        drop(header);
         let mut w = csv::Writer::from_writer(Vec::new());
         w.serialize(EmissionsRow::default()).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
