@@ -1,6 +1,6 @@
 //! Depthwise k×k, pointwise 1×1 and the fused depthwise-separable block, NHWC, f32 accumulation.
 
-use super::gemm::{Epilogue, PackedB, detect_isa, gemm_block};
+use super::gemm::{Epilogue, PackedB, detect_isa, gemm_block, gemm_engine};
 use joule_core::{DwConvShape, Element, Result};
 use rayon::prelude::*;
 
@@ -83,7 +83,10 @@ pub fn depthwise<T: Element>(shape: &DwConvShape, input: &[T], weight: &[T], out
 /// Pointwise step: `dw_out [pixels, dw_channels] · weight [dw_channels, out_channels]` with the GEMM engine.
 pub fn pointwise<T: Element>(shape: &DwConvShape, dw_out: &[T], weight: &[T], out: &mut [T]) -> Result<()> {
     shape.check_pw_buffers(dw_out.len(), weight.len(), out.len())?;
-    super::gemm(&shape.pointwise_gemm(), dw_out, weight, out)
+    // Joule's own engine for every type (not the `gemm` crate that `fast::gemm` uses for f32): the fused block runs
+    // the same engine tile by tile, and only the same engine gives bitwise the same sums.
+    gemm_engine(&shape.pointwise_gemm(), dw_out, weight, out);
+    Ok(())
 }
 
 /// Output rows per fused tile: about 32 pixels or more, so the pointwise product has enough rows to block well.

@@ -23,7 +23,7 @@
 //! used here: its f16 path is not the f32-accumulating contract we document everywhere and it has no bf16, and one
 //! engine for all three types keeps the fused depthwise-separable path bitwise equal to the two-step one.
 
-use joule_core::{Element, GemmShape, Result};
+use joule_core::{DType, Element, GemmShape, Result};
 use rayon::prelude::*;
 
 /// Rows of the register tile.
@@ -84,34 +84,77 @@ fn pack_a<A: Element>(rows: usize, k: usize, a: &[A], lda: usize, buf: &mut Vec<
 
 type Tile = [[f32; NR]; MR];
 
-#[inline(always)]
-fn micro_body<const FMA: bool>(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
-    let (a, b) = (&a[..k * MR], &b[..k * NR]);
+/// Portable micro-kernel: separate multiply and add (no FMA), in order of increasing k.
+fn micro_portable(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
+    let (a, _) = a[..k * MR].as_chunks::<MR>();
+    let (b, _) = b[..k * NR].as_chunks::<NR>();
     let mut t = [[0.0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        for i in 0..MR {
-            for j in 0..NR {
-                t[i][j] = if FMA { ap[i].mul_add(bp[j], t[i][j]) } else { t[i][j] + ap[i] * bp[j] };
+    for (ap, bp) in a.iter().zip(b) {
+        for (row, &x) in t.iter_mut().zip(ap) {
+            for (c, &y) in row.iter_mut().zip(bp) {
+                *c += x * y;
             }
         }
     }
     *acc = t;
 }
 
+/// AVX-512 micro-kernel: the 8×32 tile lives in 16 zmm registers; each k step loads two B vectors, broadcasts 8 A
+/// values and issues 16 FMAs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 fn micro_avx512(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
-    micro_body::<true>(k, a, b, acc)
+    use std::arch::x86_64::*;
+    let (a, _) = a[..k * MR].as_chunks::<MR>();
+    let (b, _) = b[..k * NR].as_chunks::<NR>();
+    let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    for (ap, bp) in a.iter().zip(b) {
+        // SAFETY: `bp` holds NR = 32 floats, so both 16-float unaligned loads stay inside it.
+        let (b0, b1) = unsafe { (_mm512_loadu_ps(bp.as_ptr()), _mm512_loadu_ps(bp.as_ptr().add(16))) };
+        for (ci, &x) in c.iter_mut().zip(ap) {
+            let x = _mm512_set1_ps(x);
+            ci[0] = _mm512_fmadd_ps(x, b0, ci[0]);
+            ci[1] = _mm512_fmadd_ps(x, b1, ci[1]);
+        }
+    }
+    for (row, ci) in acc.iter_mut().zip(&c) {
+        // SAFETY: `row` holds NR = 32 floats, so both 16-float unaligned stores stay inside it.
+        unsafe {
+            _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);
+            _mm512_storeu_ps(row.as_mut_ptr().add(16), ci[1]);
+        }
+    }
 }
 
+/// AVX2 micro-kernel: the 8×32 tile in four 4×16 quarters (8 ymm accumulators each, so nothing spills).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn micro_avx2(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
-    micro_body::<true>(k, a, b, acc)
-}
-
-fn micro_portable(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
-    micro_body::<false>(k, a, b, acc)
+    use std::arch::x86_64::*;
+    let (a, _) = a[..k * MR].as_chunks::<MR>();
+    let (b, _) = b[..k * NR].as_chunks::<NR>();
+    for r0 in [0, 4] {
+        for c0 in [0, 16] {
+            let mut c = [[_mm256_setzero_ps(); 2]; 4];
+            for (ap, bp) in a.iter().zip(b) {
+                // SAFETY: c0 + 16 <= NR, so both 8-float unaligned loads stay inside `bp`.
+                let (b0, b1) =
+                    unsafe { (_mm256_loadu_ps(bp.as_ptr().add(c0)), _mm256_loadu_ps(bp.as_ptr().add(c0 + 8))) };
+                for (ci, &x) in c.iter_mut().zip(&ap[r0..r0 + 4]) {
+                    let x = _mm256_set1_ps(x);
+                    ci[0] = _mm256_fmadd_ps(x, b0, ci[0]);
+                    ci[1] = _mm256_fmadd_ps(x, b1, ci[1]);
+                }
+            }
+            for (row, ci) in acc[r0..r0 + 4].iter_mut().zip(&c) {
+                // SAFETY: c0 + 16 <= NR, so both 8-float unaligned stores stay inside `row`.
+                unsafe {
+                    _mm256_storeu_ps(row.as_mut_ptr().add(c0), ci[0]);
+                    _mm256_storeu_ps(row.as_mut_ptr().add(c0 + 8), ci[1]);
+                }
+            }
+        }
+    }
 }
 
 /// Which micro-kernel this CPU runs (detected once; `is_x86_feature_detected!` caches).
@@ -206,11 +249,60 @@ pub(crate) fn rows_per_task(m: usize) -> usize {
 
 /// `C = alpha·A·B + beta·C` (see [`GemmShape`]) with f32 accumulation; beta = 0 never reads C, and the elements
 /// between `n` and `ldc` are never touched.
+///
+/// f32 goes to the `gemm` crate (see the module docs for why and the measurement); f16 and bf16 go to this module's
+/// engine (f32 panels and an f32 micro-kernel).
 pub fn gemm<T: Element>(shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     shape.check_buffers(a.len(), b.len(), c.len())?;
-    let s = *shape;
-    if s.m == 0 || s.n == 0 {
+    if T::DTYPE == DType::F32 && shape.k > 0 && shape.m > 0 && shape.n > 0 {
+        // T is f32 (DTYPE is tied to the type by the Element impls), so these casts are identities.
+        let (a, b) = (bytemuck::cast_slice::<T, f32>(a), bytemuck::cast_slice::<T, f32>(b));
+        gemm_crate_f32(shape, a, b, bytemuck::cast_slice_mut::<T, f32>(c));
         return Ok(());
+    }
+    gemm_engine(shape, a, b, c);
+    Ok(())
+}
+
+/// f32 `C = alpha·A·B + beta·C` with the `gemm` crate, for a validated shape with m, n, k ≥ 1 and buffers checked.
+/// Its convention is `dst = alpha·dst + beta·lhs·rhs`: our alpha is its beta, our beta its alpha, and
+/// `read_dst = false` when our beta is 0, which makes it write C without reading it.
+fn gemm_crate_f32(s: &GemmShape, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let read_c = s.beta != 0.0;
+    // SAFETY: `check_buffers` guaranteed a, b and c hold a_len, b_len and c_len elements, which are exactly the
+    // elements the row-major strides (column stride 1, row strides lda/ldb/ldc) reach for m×k, k×n and m×n; c is an
+    // exclusive borrow, so it aliases neither a nor b.
+    unsafe {
+        gemm::gemm(
+            s.m,
+            s.n,
+            s.k,
+            c.as_mut_ptr(),
+            1,
+            s.ldc as isize,
+            read_c,
+            a.as_ptr(),
+            1,
+            s.lda as isize,
+            b.as_ptr(),
+            1,
+            s.ldb as isize,
+            if read_c { s.beta } else { 0.0 },
+            s.alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        )
+    }
+}
+
+/// This module's engine for any storage type, on a shape whose buffers have been checked: parallel over blocks of
+/// rows of C, each packed and multiplied by [`gemm_block`]. The pointwise convolution and the fused block use it
+/// for every type, which keeps them bitwise equal.
+pub(crate) fn gemm_engine<T: Element>(s: &GemmShape, a: &[T], b: &[T], c: &mut [T]) {
+    if s.m == 0 || s.n == 0 {
+        return;
     }
     let pb = PackedB::new(s.k, s.n, b, s.ldb);
     let isa = detect_isa();
@@ -223,5 +315,4 @@ pub fn gemm<T: Element>(shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Res
         let a_blk = if s.k == 0 { &a[..0] } else { &a[r0 * s.lda..] };
         gemm_block(isa, rows, a_blk, s.lda, &pb, ep, cblk, abuf);
     });
-    Ok(())
 }
