@@ -128,10 +128,11 @@ pub fn main(args: Args) -> Result<()> {
         name_contains: args.name.as_deref().map(PlanFilter::parse_names),
     };
     for (what, v) in [("--window", args.window), ("--warmup", args.warmup), ("--idle-baseline", args.idle_baseline)] {
-        if let Some(x) = v {
-            if !(x.is_finite() && x > 0.0) && !(what == "--warmup" && x == 0.0) {
-                bail!("{what} must be a positive number of seconds, got {x}");
-            }
+        let ok = |x: f64| x.is_finite() && (x > 0.0 || (what == "--warmup" && x == 0.0));
+        if let Some(x) = v
+            && !ok(x)
+        {
+            bail!("{what} must be a positive number of seconds, got {x}");
         }
     }
     if !(args.cooldown.is_finite() && args.cooldown >= 0.0) {

@@ -199,7 +199,7 @@ pub fn measure(
         case.run(calls)?;
         let seconds = clock.now_s() - s;
         let window = meter.stop()?;
-        if !(seconds > 0.0) {
+        if seconds.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(Error::InvalidArgument(format!(
                 "a window of {calls} calls took {seconds} s: the clock did not advance"
             )));
@@ -250,7 +250,7 @@ pub struct IdleBaseline {
 
 /// Measures `seconds` of idleness with `meter` (the caller makes sure nothing of its own runs meanwhile).
 pub fn measure_idle(meter: &mut dyn Meter, clock: &dyn Clock, seconds: f64) -> Result<IdleBaseline> {
-    if !(seconds > 0.0) || !seconds.is_finite() {
+    if !seconds.is_finite() || seconds <= 0.0 {
         return Err(Error::InvalidArgument(format!("idle baseline length must be positive, got {seconds} s")));
     }
     meter.start()?;

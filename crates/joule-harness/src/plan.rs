@@ -323,10 +323,10 @@ impl Plan {
         let dtypes = filter.dtypes.clone().unwrap_or_else(|| DType::ALL.to_vec());
         let mut cases = Vec::new();
         for shape in &shapes {
-            if let Some(subs) = &filter.name_contains {
-                if !subs.iter().any(|sub| shape.name.contains(sub.as_str())) {
-                    continue;
-                }
+            if let Some(subs) = &filter.name_contains
+                && !subs.iter().any(|sub| shape.name.contains(sub.as_str()))
+            {
+                continue;
             }
             for kernel in KernelKind::ALL.into_iter().filter(|k| kernels.contains(k) && k.applies_to(&shape.spec)) {
                 for &dtype in DType::ALL.iter().filter(|d| dtypes.contains(d)) {

@@ -99,6 +99,7 @@ fn chart_gflop_per_joule(res: &ResultsFile, path: &Path) -> Result<()> {
             .caption(format!("GFLOP per joule by dtype (median; energy: {method})"), ("sans-serif", 18))
             .margin(10)
             .margin_left(360)
+            .margin_right(90)
             .x_label_area_size(40)
             .y_label_area_size(0)
             .build_cartesian_2d(0.0..(max * 1.1).max(1e-9), 0.0..n as f64)
@@ -114,7 +115,9 @@ fn chart_gflop_per_joule(res: &ResultsFile, path: &Path) -> Result<()> {
             let y0 = (n - 1 - gi) as f64;
             for (di, r) in g.iter().enumerate() {
                 let Some(v) = r.and_then(value) else { continue };
-                let (a, b) = (y0 + 0.1 + 0.27 * di as f64, y0 + 0.1 + 0.27 * di as f64 + 0.25);
+                // f32 on top of its group, then f16, then bf16.
+                let a = y0 + 0.1 + 0.27 * (2 - di) as f64;
+                let b = a + 0.25;
                 chart
                     .draw_series(std::iter::once(Rectangle::new([(0.0, a), (v, b)], DTYPE_COLORS[di].filled())))
                     .map_err(&e)?;
@@ -127,7 +130,7 @@ fn chart_gflop_per_joule(res: &ResultsFile, path: &Path) -> Result<()> {
             ))
             .map_err(&e)?;
         }
-        legend_dtypes(root, 1100 - 170, 40).map_err(&e)?;
+        legend_dtypes(root, 1100 - 75, 40).map_err(&e)?;
         Ok(())
     })
 }
@@ -170,12 +173,12 @@ fn chart_roofline(res: &ResultsFile, path: &Path) -> Result<()> {
             y0 = y0.min(bw * x0);
         }
     }
-    write_svg(path, 1000, 650, |root| {
+    write_svg(path, 1000, 680, |root| {
         let e = plot_err(path);
         let mut chart = ChartBuilder::on(root)
             .caption("Throughput vs arithmetic intensity (median GFLOP/s, min_bytes model)", ("sans-serif", 18))
             .margin(15)
-            .x_label_area_size(45)
+            .x_label_area_size(70)
             .y_label_area_size(70)
             .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
             .map_err(&e)?;
@@ -234,7 +237,7 @@ fn chart_roofline(res: &ResultsFile, path: &Path) -> Result<()> {
         } else {
             "markers: ● f32  ▲ f16  × bf16 · ceilings: datasheet peaks (see legend)".to_string()
         };
-        root.draw(&Text::new(note, (80, 630), ("sans-serif", 12))).map_err(&e)?;
+        root.draw(&Text::new(note, (85, 655), ("sans-serif", 12))).map_err(&e)?;
         Ok(())
     })
 }

@@ -40,7 +40,7 @@ impl Default for RunConfig {
             quick: false,
             cooldown_s: 0.0,
             oracle_budget_macs: crate::oracle::DEFAULT_ORACLE_BUDGET_MACS,
-            seed: 0x4a6f_756c_65,
+            seed: 0x004a_6f75_6c65,
             idle_baseline_s: None,
             subtract_idle: false,
         }
