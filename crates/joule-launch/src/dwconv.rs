@@ -44,7 +44,8 @@ fn geometry_args(s: &DwConvShape) -> Result<Vec<Arg>> {
     dim(padded_h, "padded height")?;
     dim(padded_w, "padded width")?;
     dim(s.dw_channels(), "dw_channels")?;
-    dim(s.out_pixels(), "output pixels")?;
+    // The fused kernels index pixels up to one 64-pixel tile past the edge in 32-bit arithmetic.
+    dim(s.out_pixels().saturating_add(FUSED_PIXELS), "output pixels")?;
     Ok(vec![
         Arg::I32(dim(s.batch, "batch")?),
         Arg::I32(dim(s.height, "height")?),

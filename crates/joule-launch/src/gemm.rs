@@ -63,6 +63,10 @@ pub(crate) fn launch(shape: &GemmShape, dtype: DType, bufs: [usize; 3]) -> Resul
         return Ok(None);
     }
     let t = tiling(dtype);
+    // Row and column indices run up to one tile past the edge in 32-bit arithmetic.
+    for (what, value, tile) in [("m", shape.m, t.block_m), ("n", shape.n, t.block_n), ("k", shape.k, 32)] {
+        dim(value.saturating_add(tile), what)?;
+    }
     let grid_y = blocks(shape.n, t.block_n)?;
     if grid_y > MAX_GRID_Y {
         return Err(Error::Unsupported(format!(
@@ -185,6 +189,8 @@ pub(crate) mod tests {
         ));
         let wide = GemmShape::new(1, 128 * 65_536, 1);
         assert!(matches!(plan(&wide, DType::F16), Err(Error::Unsupported(_))));
+        let near_limit = GemmShape::new(i32::MAX as usize - 5, 1, 1);
+        assert!(matches!(plan(&near_limit, DType::F32), Err(Error::Unsupported(_))));
         let huge_k = GemmShape::new(1, 1, 1 << 31);
         assert!(matches!(plan(&huge_k, DType::F32), Err(Error::Unsupported(_))));
     }
