@@ -81,7 +81,7 @@ pub fn variant(shape: &AttnShape, dtype: DType) -> Result<Variant> {
         )));
     }
     Ok(match dtype {
-        DType::F16 | DType::BF16 if d % 8 == 0 => {
+        DType::F16 | DType::BF16 if d.is_multiple_of(8) => {
             let padded_dim = if d <= 64 {
                 64
             } else if d <= 128 {
