@@ -52,26 +52,40 @@ fn precompile(out_dir: &Path) -> Vec<(String, &'static str, PathBuf)> {
         .filter(|name| name.ends_with(".cu"))
         .collect();
     files.sort();
-    let mut done = Vec::new();
+    let (mut done, mut failed, mut first_error) = (Vec::new(), Vec::new(), None);
     for file in files {
         for &(arch, virt) in ARCHS {
             let out = out_dir.join(format!("{file}.{arch}.ptx"));
-            let status = Command::new(&nvcc)
+            let result = Command::new(&nvcc)
                 .args(["--ptx", "-std=c++17", "-lineinfo", "-Icuda"])
                 .arg(format!("--gpu-architecture={virt}"))
                 .arg(Path::new("cuda").join(&file))
                 .arg("-o")
                 .arg(&out)
                 .output();
-            match status {
+            match result {
                 Ok(o) if o.status.success() => done.push((file.clone(), arch, out)),
-                Ok(o) => println!(
-                    "cargo:warning=nvcc could not precompile cuda/{file} for {arch} (NVRTC will at run time): {}",
-                    String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
-                ),
-                Err(e) => println!("cargo:warning=nvcc failed to start for cuda/{file}: {e}"),
+                Ok(o) => {
+                    failed.push(format!("{file}/{arch}"));
+                    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+                    let line = stderr.lines().find(|l| l.contains("error")).unwrap_or("").trim().to_string();
+                    first_error.get_or_insert(line);
+                }
+                Err(e) => {
+                    failed.push(format!("{file}/{arch}"));
+                    first_error.get_or_insert(e.to_string());
+                }
             }
         }
+    }
+    if !failed.is_empty() {
+        // One line, not one per file: an incomplete nvcc (e.g. the PyPI wheel without the CCCL headers) fails all.
+        println!(
+            "cargo:warning=nvcc did not precompile {} (NVRTC compiles them at run time; JOULE_NO_NVCC=1 skips \
+             this step): {}",
+            failed.join(", "),
+            first_error.unwrap_or_default()
+        );
     }
     done
 }

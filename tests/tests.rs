@@ -3,4 +3,6 @@
 
 mod cpu;
 mod emu;
+mod gpu;
+mod nvrtc;
 pub mod suite;

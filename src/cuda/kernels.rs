@@ -5,24 +5,6 @@ use super::runtime::{CudaRuntime, DeviceBuffer, DeviceMask};
 use crate::{AttnMask, AttnShape, DwConvShape, Element, Error, GemmShape, Kernels, Result};
 use std::sync::Arc;
 
-/// TEMPORARY until `joule_launch::dwconv::{depthwise,pointwise,fused}_plan` land (helper 6 is writing them).
-mod dwconv_plans {
-    use crate::{DType, DwConvShape, Error, Result};
-    use joule_launch::OpPlan;
-    fn missing() -> Error {
-        Error::Unsupported("the CUDA depthwise-separable kernels are not written yet".into())
-    }
-    pub fn depthwise_plan(_: &DwConvShape, _: DType) -> Result<OpPlan> {
-        Err(missing())
-    }
-    pub fn pointwise_plan(_: &DwConvShape, _: DType) -> Result<OpPlan> {
-        Err(missing())
-    }
-    pub fn fused_plan(_: &DwConvShape, _: DType) -> Result<OpPlan> {
-        Err(missing())
-    }
-}
-
 impl CudaRuntime {
     /// `C = alpha·A·B + beta·C` on device buffers (see [`GemmShape`]); queued, not waited for.
     pub fn run_gemm<T: Element>(
@@ -48,7 +30,7 @@ impl CudaRuntime {
         out: &mut DeviceBuffer<T>,
     ) -> Result<()> {
         shape.check_dw_buffers(input.len(), weight.len(), out.len())?;
-        let plan = dwconv_plans::depthwise_plan(shape, T::DTYPE)?;
+        let plan = joule_launch::dwconv::depthwise_plan(shape, T::DTYPE)?;
         let bufs = [self.ptr(input), self.ptr(weight), self.ptr_mut(out)];
         // SAFETY: as in run_gemm.
         unsafe { self.execute("depthwise", &plan, &bufs) }
@@ -63,7 +45,7 @@ impl CudaRuntime {
         out: &mut DeviceBuffer<T>,
     ) -> Result<()> {
         shape.check_pw_buffers(dw_out.len(), weight.len(), out.len())?;
-        let plan = dwconv_plans::pointwise_plan(shape, T::DTYPE)?;
+        let plan = joule_launch::dwconv::pointwise_plan(shape, T::DTYPE)?;
         let bufs = [self.ptr(dw_out), self.ptr(weight), self.ptr_mut(out)];
         // SAFETY: as in run_gemm.
         unsafe { self.execute("pointwise", &plan, &bufs) }
@@ -79,7 +61,7 @@ impl CudaRuntime {
         out: &mut DeviceBuffer<T>,
     ) -> Result<()> {
         shape.check_fused_buffers(input.len(), dw_weight.len(), pw_weight.len(), out.len())?;
-        let plan = dwconv_plans::fused_plan(shape, T::DTYPE)?;
+        let plan = joule_launch::dwconv::fused_plan(shape, T::DTYPE)?;
         let bufs = [self.ptr(input), self.ptr(dw_weight), self.ptr(pw_weight), self.ptr_mut(out)];
         // SAFETY: as in run_gemm.
         unsafe { self.execute("dwsep_fused", &plan, &bufs) }

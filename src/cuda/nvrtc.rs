@@ -47,7 +47,8 @@ const BASE_OPTIONS: &[&str] = &["--std=c++17", "-lineinfo"];
 /// PTX of an embedded source file (`gemm.cu`, ...) for `arch` (`sm_80`, `sm_90a`, ...), compiled by NVRTC at most
 /// once per process and read from the disk cache when an identical compile was done before.
 pub fn compile_file(file: &str, arch: &str) -> Result<Arc<str>> {
-    static MEMORY: OnceLock<Mutex<HashMap<(String, String), Arc<str>>>> = OnceLock::new();
+    type PtxByFileAndArch = HashMap<(String, String), Arc<str>>;
+    static MEMORY: OnceLock<Mutex<PtxByFileAndArch>> = OnceLock::new();
     let memory = MEMORY.get_or_init(Default::default);
     let key = (file.to_string(), arch.to_string());
     if let Some(ptx) = memory.lock().map_err(|_| poisoned())?.get(&key) {
@@ -77,12 +78,9 @@ fn compile_cached(name: &str, text: &str, arch: &str, extra: &[&str]) -> Result<
     let hash = source_hash(&[text, &options.join(" "), arch, &nvrtc]);
     let stem = name.trim_end_matches(".cu");
     let path = ptx_cache_dir().map(|dir| dir.join(format!("{stem}-{arch}-nvrtc{nvrtc}-{hash:016x}.ptx")));
-    if let Some(path) = &path {
-        if let Ok(ptx) = std::fs::read_to_string(path) {
-            if ptx.contains(".target") {
-                return Ok(ptx);
-            }
-        }
+    let cached = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    if let Some(ptx) = cached.filter(|ptx| ptx.contains(".target")) {
+        return Ok(ptx);
     }
     let ptx = compile_uncached(name, text, arch, extra)?;
     if let Some(path) = &path {

@@ -1,0 +1,231 @@
+//! The shared suite on a real GPU: `CudaKernels` (the kernels of `cuda/`) and the cuBLAS GEMM baseline, each ×
+//! f32/f16/bf16. Every test is `#[ignore]`d, so a GPU-less `cargo test` lists them as ignored; on a GPU run
+//! `cargo test --test tests gpu:: -- --ignored` (or `scripts/gpu-check.sh` on the lent H200). Without a usable GPU
+//! an ignored test run fails loudly with the reason (`Error::CudaUnavailable`), never a silent pass.
+
+use crate::suite::*;
+use joule::cuda::{CublasGemm, CudaKernels, CudaRuntime};
+use joule::{AttnShape, DwConvShape, Element, GemmShape, InputGen, Kernels, MaskKind};
+use proptest::prelude::*;
+
+fn cuda() -> CudaKernels {
+    CudaKernels::new().unwrap_or_else(|e| panic!("the GPU tests need a CUDA GPU: {e}"))
+}
+
+fn cublas() -> CublasGemm {
+    CublasGemm::new().unwrap_or_else(|e| panic!("the cuBLAS tests need a CUDA GPU and libcublas: {e}"))
+}
+
+macro_rules! gpu_suite {
+    ($($module:ident: $t:ty),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            type T = $t;
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn gemm_matches_the_oracle_on_awkward_shapes_with_padding_alpha_and_beta() {
+                let k = cuda();
+                for s in gemm_awkward_shapes() {
+                    gemm_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn gemm_matches_the_oracle_on_bert_and_7b_sized_products() {
+                let k = cuda();
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(96, 300, 768));
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(512, 768, 3072));
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(128, 4096, 4096));
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn gemm_with_beta_zero_never_reads_nan_or_inf_from_c() {
+                let k = cuda();
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 37, 45, 29);
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 3, 2, 0);
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 130, 136, 264);
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn gemm_matches_the_oracle_on_inputs_with_outliers() {
+                let k = cuda();
+                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(40, 50, 200), 60.0);
+                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(9, 17, 64).with_scalars(1.0, 0.5), 300.0);
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn depthwise_pointwise_and_fused_match_the_oracle_on_awkward_shapes() {
+                let k = cuda();
+                for s in dwconv_awkward_shapes() {
+                    depthwise_matches_oracle::<_, T>(&k, s);
+                    pointwise_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn fused_depthwise_separable_equals_the_two_step_path_bit_for_bit() {
+                let k = cuda();
+                for s in dwconv_awkward_shapes() {
+                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
+                }
+                dwsep_fused_equals_two_step_bitwise::<_, T>(&k, DwConvShape::new(2, 28, 28, 32, 3, 2, 24));
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn depthwise_separable_matches_the_oracle_on_mobilenet_blocks() {
+                let k = cuda();
+                for s in [DwConvShape::new(1, 28, 28, 144, 3, 1, 24), DwConvShape::new(2, 112, 112, 32, 3, 1, 16),
+                          DwConvShape::new(1, 14, 14, 576, 3, 1, 96), DwConvShape::new(1, 56, 56, 144, 5, 2, 40)] {
+                    depthwise_matches_oracle::<_, T>(&k, s);
+                    pointwise_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn attention_matches_the_oracle_on_awkward_shapes_causal_and_masked() {
+                let k = cuda();
+                for s in attention_awkward_shapes() {
+                    attention_matches_oracle::<_, T>(&k, s);
+                }
+                attention_matches_oracle::<_, T>(&k, AttnShape::new(2, 12, 128, 128, 64));
+                attention_matches_oracle::<_, T>(&k, AttnShape::new(1, 4, 257, 300, 128).with_causal(true));
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn attention_rows_with_every_key_masked_are_exactly_zero() {
+                let k = cuda();
+                for mask in [MaskKind::Boolean, MaskKind::Additive] {
+                    attention_fully_masked_rows_are_zero::<_, T>(&k, AttnShape::new(2, 2, 10, 75, 40).with_mask(mask));
+                    let causal = AttnShape::new(1, 2, 9, 4, 59).with_mask(mask).with_causal(true);
+                    attention_fully_masked_rows_are_zero::<_, T>(&k, causal);
+                }
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn causal_attention_with_more_queries_than_keys_gives_zero_rows() {
+                let k = cuda();
+                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(
+                    &k,
+                    AttnShape::new(2, 3, 70, 20, 64).with_causal(true),
+                );
+                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(
+                    &k,
+                    AttnShape::new(1, 1, 5, 1, 8).with_causal(true),
+                );
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU"]
+            fn invalid_shapes_and_short_buffers_give_typed_errors() {
+                let k = cuda();
+                gemm_rejects_invalid_input::<_, T>(&k);
+                dwconv_rejects_invalid_input::<_, T>(&k);
+                attention_rejects_invalid_input::<_, T>(&k);
+            }
+
+            #[test]
+            #[ignore = "needs a CUDA GPU and libcublas"]
+            fn cublas_gemm_matches_the_oracle_on_awkward_shapes_and_beta_zero() {
+                let k = cublas();
+                for s in gemm_awkward_shapes() {
+                    gemm_matches_oracle::<_, T>(&k, s);
+                }
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(512, 768, 3072));
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 37, 45, 29);
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 3, 2, 0);
+                gemm_rejects_invalid_input::<_, T>(&k);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+                #[test]
+                #[ignore = "needs a CUDA GPU"]
+                fn gemm_matches_the_oracle_on_random_valid_shapes(s in gemm_shape_strategy()) {
+                    gemm_matches_oracle::<_, T>(&cuda(), s);
+                }
+
+                #[test]
+                #[ignore = "needs a CUDA GPU"]
+                fn depthwise_separable_matches_the_oracle_on_random_valid_shapes(s in dwconv_shape_strategy()) {
+                    let k = cuda();
+                    depthwise_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
+                }
+
+                #[test]
+                #[ignore = "needs a CUDA GPU"]
+                fn attention_matches_the_oracle_on_random_valid_shapes(s in attention_shape_strategy()) {
+                    attention_matches_oracle::<_, T>(&cuda(), s);
+                }
+            }
+        }
+    )*};
+}
+
+gpu_suite!(f32_storage: f32, f16_storage: half::f16, bf16_storage: half::bf16);
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn the_probe_names_a_device_and_hopper_compiles_for_sm90a() {
+    let info = joule::cuda::probe().unwrap_or_else(|e| panic!("no CUDA here: {e}"));
+    println!("{info:?}");
+    assert!(!info.name.is_empty() && info.multiprocessors > 0 && info.total_memory > 0);
+    if info.compute_capability == (9, 0) {
+        assert_eq!(info.arch, "sm_90a");
+    }
+    assert_eq!(cuda().name(), "cuda");
+    assert_eq!(cublas().name(), "cublas");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn device_resident_gemm_equals_the_host_slice_path_bit_for_bit() {
+    let rt = CudaRuntime::shared().unwrap();
+    let s = GemmShape::new(200, 136, 520).with_scalars(0.75, 0.5);
+    let mut inputs = InputGen::new(11);
+    let (a, b, c0) = (inputs.vec::<half::f16>(s.a_len()), inputs.vec::<half::f16>(s.b_len()), inputs.vec(s.c_len()));
+    let mut host = c0.clone();
+    cuda().gemm(&s, &a, &b, &mut host).unwrap();
+    let (da, db, mut dc) = (rt.upload(&a).unwrap(), rt.upload(&b).unwrap(), rt.upload(&c0).unwrap());
+    rt.run_gemm(&s, &da, &db, &mut dc).unwrap();
+    rt.synchronize().unwrap();
+    assert_eq!(bits(&rt.download(&dc).unwrap()), bits(&host));
+    // A short device buffer is a typed error, not a fault.
+    let short = rt.alloc::<half::f16>(s.a_len() - 1).unwrap();
+    assert!(matches!(rt.run_gemm(&s, &short, &db, &mut dc), Err(joule::Error::BufferLength { .. })));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU and libcublas"]
+fn cublas_tf32_is_close_to_f32_but_labelled_apart() {
+    let tf32 = CublasGemm::tf32().unwrap();
+    assert_eq!(tf32.name(), "cublas-tf32");
+    let s = GemmShape::new(128, 128, 512);
+    let mut inputs = InputGen::new(5);
+    let (a, b) = (inputs.vec::<f32>(s.a_len()), inputs.vec::<f32>(s.b_len()));
+    let reference = joule::cpu::reference::gemm(&s, &a, &b, &vec![0.0; s.c_len()]).unwrap();
+    let mut c = vec![f32::NAN; s.c_len()];
+    tf32.gemm(&s, &a, &b, &mut c).unwrap();
+    let num: f64 = c.iter().zip(&reference).map(|(x, r)| (x.to_f64() - r).powi(2)).sum();
+    let den: f64 = reference.iter().map(|r| r * r).sum();
+    let rel = (num / den).sqrt();
+    // TF32 keeps 10 explicit mantissa bits: well under 1% on unit-normal data, far above f32 rounding.
+    assert!(rel < 1e-2, "relative error {rel}");
+    let dw = DwConvShape::new(1, 4, 4, 1, 3, 1, 1);
+    let err = tf32.depthwise::<f32>(&dw, &[0.0; 16], &[0.0; 9], &mut [0.0; 16]).unwrap_err();
+    assert!(matches!(err, joule::Error::Unsupported(_)), "{err}");
+}
