@@ -123,7 +123,7 @@ impl EmuBuffer {
     /// The contents as elements of `T` (the byte length must be a multiple of `size_of::<T>()`).
     pub fn to_vec<T: bytemuck::Pod>(&self) -> Result<Vec<T>> {
         let size = std::mem::size_of::<T>();
-        if size == 0 || self.bytes % size != 0 {
+        if size == 0 || !self.bytes.is_multiple_of(size) {
             return Err(Error::InvalidArgument(format!(
                 "buffer `{}` holds {} bytes, not a whole number of {size}-byte elements",
                 self.name.to_string_lossy(),

@@ -3,6 +3,9 @@
 //! shuffle and vote rules, barriers and thread geometry, cp.async group ordering, access checks, invalid programs
 //! and launches, and the f16/bf16 conversions bit for bit against the `half` crate.
 
+// Index loops spell out the PTX formulas (lane, register, element) as the ISA writes them.
+#![allow(clippy::needless_range_loop)]
+
 use half::{bf16, f16};
 use joule_core::Error;
 use joule_emu::{EmuBuffer, convert, launch};
