@@ -12,21 +12,38 @@ use half::{bf16, f16};
 use joule::cpu::CpuKernels;
 use joule::{AttnShape, Element, Kernels};
 
-/// (batch, heads, lq, lk, head_dim, causal, runs in quick mode, runs on the CPU)
-const SHAPES: [(usize, usize, usize, usize, usize, bool, bool, bool); 7] = [
-    (1, 4, 256, 256, 64, false, true, true),
-    (1, 8, 512, 512, 64, true, false, true),
+/// One benchmarked attention call: `AttnShape::new(batch, heads, lq, lk, d).with_causal(causal)`.
+struct Call {
+    batch: usize,
+    heads: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    causal: bool,
+    /// Runs in quick mode too.
+    quick: bool,
+    /// Runs on the CPU (the others are GPU-only sizes).
+    cpu: bool,
+}
+
+const fn call(batch: usize, heads: usize, lq: usize, lk: usize, d: usize) -> Call {
+    Call { batch, heads, lq, lk, d, causal: false, quick: false, cpu: true }
+}
+
+const CALLS: [Call; 7] = [
+    Call { quick: true, ..call(1, 4, 256, 256, 64) },
+    Call { causal: true, ..call(1, 8, 512, 512, 64) },
     // One decoding step against a 2048-token cache.
-    (1, 8, 1, 2048, 64, false, false, true),
+    call(1, 8, 1, 2048, 64),
     // GPU-only sizes.
-    (4, 16, 2048, 2048, 64, false, true, false),
-    (4, 16, 4096, 4096, 128, true, false, false),
-    (4, 16, 2048, 2048, 128, true, false, false),
-    (32, 32, 1, 8192, 128, false, false, false),
+    Call { quick: true, cpu: false, ..call(4, 16, 2048, 2048, 64) },
+    Call { causal: true, cpu: false, ..call(4, 16, 4096, 4096, 128) },
+    Call { causal: true, cpu: false, ..call(4, 16, 2048, 2048, 128) },
+    Call { cpu: false, ..call(32, 32, 1, 8192, 128) },
 ];
 
 fn cases<T: Element>(env: &BenchEnv, out: &mut Vec<Case>) {
-    for &(batch, heads, lq, lk, d, causal, quick, on_cpu) in &SHAPES {
+    for &Call { batch, heads, lq, lk, d, causal, quick, cpu: on_cpu } in &CALLS {
         if !env.wants(quick) || (!on_cpu && env.gpu().is_none()) {
             continue;
         }

@@ -12,24 +12,41 @@ use half::{bf16, f16};
 use joule::cpu::CpuKernels;
 use joule::{DwConvShape, Element, Kernels};
 
-/// (batch, height, width, channels, k, stride, out_channels, runs in quick mode, runs on the CPU): MobileNetV2-like
-/// blocks.
-const SHAPES: [(usize, usize, usize, usize, usize, usize, usize, bool, bool); 5] = [
-    (1, 56, 56, 64, 3, 1, 128, true, true),
-    (1, 112, 112, 32, 3, 1, 64, false, true),
-    (1, 28, 28, 256, 3, 2, 256, false, true),
+/// One benchmarked block: `DwConvShape::new(batch, hw, hw, channels, k, stride, out)`.
+struct Block {
+    batch: usize,
+    hw: usize,
+    channels: usize,
+    k: usize,
+    stride: usize,
+    out: usize,
+    /// Runs in quick mode too.
+    quick: bool,
+    /// Runs on the CPU (the others are GPU-only sizes).
+    cpu: bool,
+}
+
+const fn block(batch: usize, hw: usize, channels: usize, k: usize, stride: usize, out: usize) -> Block {
+    Block { batch, hw, channels, k, stride, out, quick: false, cpu: true }
+}
+
+/// MobileNetV2-like blocks.
+const BLOCKS: [Block; 5] = [
+    Block { quick: true, ..block(1, 56, 64, 3, 1, 128) },
+    block(1, 112, 32, 3, 1, 64),
+    block(1, 28, 256, 3, 2, 256),
     // GPU-only sizes (a training or large-batch inference batch).
-    (32, 56, 56, 128, 3, 1, 128, true, false),
-    (64, 112, 112, 64, 3, 1, 128, false, false),
+    Block { quick: true, cpu: false, ..block(32, 56, 128, 3, 1, 128) },
+    Block { cpu: false, ..block(64, 112, 64, 3, 1, 128) },
 ];
 
 fn cases<T: Element>(env: &BenchEnv, out: &mut Vec<Case>) {
-    for &(batch, h, w, c, k, stride, oc, quick, on_cpu) in &SHAPES {
+    for &Block { batch, hw, channels: c, k, stride, out: oc, quick, cpu: on_cpu } in &BLOCKS {
         if !env.wants(quick) || (!on_cpu && env.gpu().is_none()) {
             continue;
         }
-        let shape = DwConvShape::new(batch, h, w, c, k, stride, oc);
-        let label = format!("b{batch}-{h}x{w}x{c}-k{k}s{stride}-o{oc}");
+        let shape = DwConvShape::new(batch, hw, hw, c, k, stride, oc);
+        let label = format!("b{batch}-{hw}x{hw}x{c}-k{k}s{stride}-o{oc}");
         let x = inputs::<T>(1, shape.input_len());
         let dw = inputs::<T>(2, shape.dw_weight_len());
         let pw = inputs::<T>(3, shape.pw_weight_len());
