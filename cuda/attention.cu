@@ -23,7 +23,8 @@
 //   memory; lane j scores key j of the tile, lanes own output columns lane + 32c.
 //
 // Masking rules (both kernels): key j is visible to query i iff j < lk, causal ⇒ j ≤ i + lk − lq (bottom-right
-// alignment), and the boolean mask is nonzero; an additive mask is added to the scaled score (−inf drops the key).
+// alignment), and the boolean mask is nonzero; an additive mask is added to the scaled score (−inf drops the key;
+// finite entries below −1e38 count as −1e38, so −FLT_MAX · log2(e) cannot overflow into an empty row).
 // Invisible keys get the score −inf, never 0 (zero-filled K rows beyond lk included). While a row has seen no
 // visible key its running max is −inf: exponentials then use 0 as the max (so −inf − −inf never makes NaN), and a
 // row that ends with sum 0 writes exactly 0. Causal key tiles entirely above the block's last row are skipped.
@@ -70,7 +71,12 @@ JOULE_DEVICE float masked_score(float raw, int i, int j, int lq, int lk, int cau
     if (!key_visible(i, j, lq, lk, causal)) return neg_inf();
     if (i >= lq) return raw;  // padding row beyond lq: never stored, and the mask has no entry for it
     if (mask_kind == kMaskBool) return mask[mask_row + j] != 0 ? raw : neg_inf();
-    if (mask_kind == kMaskAdd) return raw + gcast<const float>(mask)[mask_row + j] * kLog2e;
+    if (mask_kind == kMaskAdd) {
+        // Finite entries are clamped at −1e38 so that ×log2(e) cannot overflow to −inf: a row masked with
+        // −FLT_MAX (a common "masked" value) still averages V as the float64 oracle does, instead of reading as empty.
+        const float a = gcast<const float>(mask)[mask_row + j];
+        return raw + (a >= -1e38f || a == neg_inf() ? a : -1e38f) * kLog2e;
+    }
     return raw;
 }
 
