@@ -35,6 +35,26 @@ macro_rules! emu_suite {
             }
 
             #[test]
+            fn gemm_matches_the_oracle_on_a_bert_sized_product() {
+                gemm_matches_oracle::<_, T>(&K, GemmShape::new(96, 300, 768));
+            }
+
+            #[test]
+            fn depthwise_separable_matches_the_oracle_on_a_mobilenet_block() {
+                let s = DwConvShape::new(1, 28, 28, 144, 3, 1, 24);
+                depthwise_matches_oracle::<_, T>(&K, s);
+                pointwise_matches_oracle::<_, T>(&K, s);
+                dwsep_fused_matches_oracle::<_, T>(&K, s);
+                dwsep_fused_equals_two_step_bitwise::<_, T>(&K, DwConvShape::new(2, 28, 28, 32, 3, 2, 24));
+            }
+
+            #[test]
+            fn attention_matches_the_oracle_on_a_bert_sized_head_block() {
+                attention_matches_oracle::<_, T>(&K, AttnShape::new(1, 4, 128, 128, 64));
+                attention_matches_oracle::<_, T>(&K, AttnShape::new(1, 2, 100, 130, 128).with_causal(true));
+            }
+
+            #[test]
             fn gemm_with_beta_zero_never_reads_nan_or_inf_from_c() {
                 gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&K, 37, 45, 29);
                 gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&K, 3, 2, 0);
@@ -98,7 +118,7 @@ macro_rules! emu_suite {
             }
 
             proptest! {
-                #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+                #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
                 #[test]
                 fn gemm_matches_the_oracle_on_random_valid_shapes(s in gemm_shape_strategy()) {
@@ -133,9 +153,3 @@ fn every_kernel_source_compiles_under_the_emulator() {
     assert!(joule_emu::COMPILE_FAILURES.is_empty(), "{:?}", joule_emu::COMPILE_FAILURES);
 }
 
-#[test]
-fn a_mobilenet_block_runs_emulated() {
-    let s = DwConvShape::new(1, 10, 10, 48, 3, 1, 24);
-    depthwise_matches_oracle::<_, half::f16>(&EmuKernels, s);
-    dwsep_fused_matches_oracle::<_, half::bf16>(&EmuKernels, s);
-}
