@@ -54,6 +54,10 @@ pub struct MachineInfo {
     pub git_commit: Option<String>,
     /// Whether the working tree had uncommitted changes to tracked files.
     pub git_dirty: Option<bool>,
+    /// 1-minute load average when the run started (`/proc/loadavg`): above the CPU count, other work shared the
+    /// cores and CPU timings are pessimistic.
+    #[serde(default)]
+    pub load_avg_1m: Option<f64>,
     /// Roofline ceilings known for this machine (empty when none are known; the report then draws none).
     pub ceilings: Vec<Ceiling>,
 }
@@ -116,6 +120,7 @@ impl MachineInfo {
             rustc: env!("JOULE_RUSTC_VERSION").to_string(),
             git_commit,
             git_dirty,
+            load_avg_1m: read("/proc/loadavg").and_then(|s| s.split_whitespace().next()?.parse().ok()),
             ceilings,
         }
     }

@@ -373,8 +373,8 @@ pub fn markdown(res: &ResultsFile, carbon: &CarbonIntensity, results_name: &str)
     if estimated {
         let _ = writeln!(
             s,
-            "> **Energy here is `estimated`, not measured.** This machine exposes no energy counter (no RAPL, no \
-             GPU), so joules come from a model: CPU power at full load (TDP table) × measured utilisation, plus RAM \
+            "> **Energy here is `estimated`, not measured.** No energy counter was readable for these rows (see \
+             \"not used\" under Energy measurement), so joules come from a model: CPU power at full load (TDP table) × measured utilisation, plus RAM \
              power per GB. Under such a model energy is nearly proportional to time, so \"energy saved\" below \
              mirrors the time saved; it says nothing about the lower power a narrower datapath may draw. Run on a \
              machine with RAPL or NVML for measured joules.\n"
@@ -418,6 +418,14 @@ pub fn markdown(res: &ResultsFile, carbon: &CarbonIntensity, results_name: &str)
         if m.git_dirty == Some(true) { " (with uncommitted changes)" } else { "" }
     );
     let _ = writeln!(s, "| Host | {} |", m.hostname);
+    if let Some(l) = m.load_avg_1m {
+        let busy = l > 0.5 * m.logical_cpus as f64;
+        let _ = writeln!(
+            s,
+            "| Load average at start | {l:.2}{} |",
+            if busy { " — **other work was running**: CPU timings are pessimistic and noisier" } else { "" }
+        );
+    }
     for b in &res.backends {
         let _ = writeln!(s, "| Backend `{}` | {} |", b.name, b.description);
     }
@@ -532,8 +540,8 @@ pub fn markdown(res: &ResultsFile, carbon: &CarbonIntensity, results_name: &str)
     let _ = writeln!(
         s,
         "Carbon intensity: **{:.0} g CO2e/kWh** ({}{}; source: {}{}). CO2e per 10^15 FLOPs = J/FLOP × 10^15 ÷ \
-         3.6·10^6 J/kWh × intensity. Energy saved = 1 − J(low precision) / J(f32), per call; \"within noise\" when \
-         the p10–p90 bands of the two overlap.{}\n",
+         3.6·10^6 J/kWh × intensity. Energy saved = 1 − J(low precision) / J(f32), per call (negative: the low \
+         precision costs more energy than f32 here); \"within noise\" when the p10–p90 bands of the two overlap.{}\n",
         carbon.g_per_kwh,
         match carbon.level {
             joule_energy::carbon::IntensityLevel::World => "world average".to_string(),
