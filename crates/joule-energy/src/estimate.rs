@@ -269,12 +269,17 @@ impl EstimateShared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the current interval: energy = P(u over the interval) × its length.
-    fn sample(&self) {
+    /// Closes the current interval: energy = P(u over the interval) × its length. A failed read in the middle of
+    /// a window only lengthens the interval (`last` is kept); at the end of the window (`closing`), or when there
+    /// was never a reading, the interval is charged at full load, an upper bound, and the window says so.
+    fn sample(&self, closing: bool) -> Instant {
         let now = Instant::now();
         let stat = read_proc_stat(&self.proc_root);
         let mut st = self.lock();
-        let Some((t0, s0)) = st.last else { return };
+        let Some((t0, s0)) = st.last else { return now };
+        if stat.is_none() && s0.is_some() && !closing {
+            return now;
+        }
         let dt = now.saturating_duration_since(t0).as_secs_f64();
         let u = match (s0, stat) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
@@ -286,12 +291,13 @@ impl EstimateShared {
             (Some(_), Some(_)) => 0.0, // no tick elapsed: treat the sliver as idle
             _ => {
                 st.unreadable = true;
-                1.0 // /proc/stat unreadable: assume full load, an upper bound, and say so
+                1.0
             }
         };
         st.cpu_j += cpu_power_at_load(self.model.cpu_tdp_w, u) * dt;
         st.ram_j += self.model.ram_power_w * dt;
         st.last = Some((now, stat));
+        now
     }
 }
 
@@ -365,7 +371,7 @@ impl Meter for EstimateMeter {
                 .name("joule-estimate".into())
                 .spawn(move || {
                     while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
-                        shared.sample();
+                        let _ = shared.sample(false);
                     }
                 })
                 .map_err(|e| Error::MeterUnavailable {
@@ -381,8 +387,9 @@ impl Meter for EstimateMeter {
     fn stop(&mut self) -> Result<EnergyWindow> {
         let started = self.started.take().ok_or_else(|| not_started("estimate"))?;
         self.stop_sampler();
-        self.shared.sample();
-        let seconds = started.elapsed().as_secs_f64();
+        // The window ends where the last interval ends, so energy / seconds is exactly the model's mean power.
+        let ended = self.shared.sample(true);
+        let seconds = ended.saturating_duration_since(started).as_secs_f64();
         let st = self.shared.lock();
         let mut notes = vec![self.shared.model.describe()];
         if st.total_ticks > 0 {
@@ -392,7 +399,9 @@ impl Meter for EstimateMeter {
             ));
         }
         if st.unreadable {
-            notes.push("/proc/stat unreadable: CPU assumed at full load (upper bound)".into());
+            notes.push(
+                "/proc/stat unreadable for part of the window: that part counted at full load (upper bound)".into(),
+            );
         }
         let too_short = seconds < self.info.update_period_s;
         if too_short {
