@@ -229,3 +229,18 @@ fn cublas_tf32_is_close_to_f32_but_labelled_apart() {
     let err = tf32.depthwise::<f32>(&dw, &[0.0; 16], &[0.0; 9], &mut [0.0; 16]).unwrap_err();
     assert!(matches!(err, joule::Error::Unsupported(_)), "{err}");
 }
+
+#[test]
+fn probing_without_a_gpu_reports_cuda_unavailable_instead_of_panicking() {
+    // Runs everywhere: on a GPU machine the probe succeeds; elsewhere every entry point gives the typed error.
+    match joule::cuda::probe() {
+        Ok(info) => assert!(!info.name.is_empty() && info.arch.starts_with("sm_"), "{info:?}"),
+        Err(joule::Error::CudaUnavailable(reason)) => {
+            assert!(!reason.is_empty());
+            assert!(matches!(CudaKernels::new(), Err(joule::Error::CudaUnavailable(_))));
+            assert!(matches!(CublasGemm::new(), Err(joule::Error::CudaUnavailable(_))));
+            assert!(matches!(CudaRuntime::shared(), Err(joule::Error::CudaUnavailable(_))));
+        }
+        Err(other) => panic!("expected Ok or CudaUnavailable, got {other:?}"),
+    }
+}

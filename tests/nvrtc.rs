@@ -60,6 +60,14 @@ fn every_kernel_source_compiles_with_nvrtc_for_sm80_and_sm90a() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The compiles above went to the disk cache (when one is configured), keyed by file, arch and NVRTC version.
+    if let Some(dir) = joule::cuda::ptx_cache_dir() {
+        let (major, minor) = nvrtc::version().unwrap();
+        let prefix = format!("gemm-sm_90a-nvrtc{major}.{minor}-");
+        let cached = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(&prefix)));
+        assert!(cached.unwrap_or(false), "no {prefix}*.ptx in {}", dir.display());
+    }
 }
 
 /// Rows for every listed kernel, per arch; the report is printed for `scripts/cuda-resources.sh`.
