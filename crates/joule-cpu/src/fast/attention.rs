@@ -6,6 +6,7 @@
 //! grows). Memory per task is `O((BQ + 2·BK)·head_dim + BQ·BK)`; no Lq×Lk matrix is ever formed. A row whose scores
 //! are all masked keeps `l = 0` and is written as exactly 0.
 
+use super::convert::{narrow_into, widen_into};
 use joule_core::{AttnMask, AttnShape, Element, Result};
 use rayon::prelude::*;
 
@@ -80,9 +81,7 @@ fn block_body<T: Element>(
 ) {
     let (lq, lk, d) = (s.lq, s.lk, s.head_dim);
     let scale = s.scale();
-    for (dst, x) in w.q[..rows * d].iter_mut().zip(&q[i0 * d..(i0 + rows) * d]) {
-        *dst = x.to_f32();
-    }
+    widen_into(&q[i0 * d..(i0 + rows) * d], &mut w.q[..rows * d]);
     w.o[..rows * d].fill(0.0);
     w.m[..rows].fill(f32::NEG_INFINITY);
     w.l[..rows].fill(0.0);
@@ -91,12 +90,8 @@ fn block_body<T: Element>(
     let mut j0 = 0;
     while j0 < key_end {
         let cols = BK.min(key_end - j0);
-        for (dst, x) in w.k[..cols * d].iter_mut().zip(&k[j0 * d..(j0 + cols) * d]) {
-            *dst = x.to_f32();
-        }
-        for (dst, x) in w.v[..cols * d].iter_mut().zip(&v[j0 * d..(j0 + cols) * d]) {
-            *dst = x.to_f32();
-        }
+        widen_into(&k[j0 * d..(j0 + cols) * d], &mut w.k[..cols * d]);
+        widen_into(&v[j0 * d..(j0 + cols) * d], &mut w.v[..cols * d]);
         for r in 0..rows {
             let i = i0 + r;
             let qr = &w.q[r * d..(r + 1) * d];
@@ -150,16 +145,14 @@ fn block_body<T: Element>(
     }
     for r in 0..rows {
         let l = w.l[r];
-        let orow = &mut out[r * d..(r + 1) * d];
-        if l > 0.0 {
-            let inv = 1.0 / l;
-            for (dst, &x) in orow.iter_mut().zip(&w.o[r * d..(r + 1) * d]) {
-                *dst = T::from_f32(x * inv);
-            }
-        } else {
-            orow.fill(T::from_f32(0.0));
+        let orow = &mut w.o[r * d..(r + 1) * d];
+        // l = 0: the row saw no key; exactly 0 (o is still all zeros, but say it rather than rely on it).
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        for x in orow.iter_mut() {
+            *x = if l > 0.0 { *x * inv } else { 0.0 };
         }
     }
+    narrow_into(&w.o[..rows * d], &mut out[..rows * d]);
 }
 
 #[cfg(target_arch = "x86_64")]

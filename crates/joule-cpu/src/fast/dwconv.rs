@@ -1,39 +1,54 @@
 //! Depthwise k×k, pointwise 1×1 and the fused depthwise-separable block, NHWC, f32 accumulation.
 
+use super::convert::{narrow_into, widen_into};
 use super::gemm::{Epilogue, PackedB, detect_isa, gemm_block, gemm_engine};
 use joule_core::{DwConvShape, Element, Result};
 use rayon::prelude::*;
 
+/// Scratch space of one worker: an input row widened to f32 (channels repeated `multiplier` times).
+#[derive(Default)]
+struct RowScratch {
+    row: Vec<f32>,
+    expanded: Vec<f32>,
+}
+
 /// Computes depthwise output row `oy` of image `n` in f32 into `out` (`out_w·dw_channels` values). `wf` holds the
-/// depthwise weights widened to f32. Taps are summed in (ky, kx) order, skipping those in the padding.
+/// depthwise weights widened to f32. Taps are summed in (ky, kx) order, skipping those in the padding, each as a
+/// separate f32 multiply and add.
 #[inline(always)]
-fn dw_row_body<T: Element>(s: &DwConvShape, input: &[T], wf: &[f32], n: usize, oy: usize, out: &mut [f32]) {
+fn dw_row_body<T: Element>(
+    s: &DwConvShape,
+    input: &[T],
+    wf: &[f32],
+    n: usize,
+    oy: usize,
+    out: &mut [f32],
+    scratch: &mut RowScratch,
+) {
     let (ow, dwc, c, mult) = (s.out_w(), s.dw_channels(), s.channels, s.multiplier);
     out.fill(0.0);
-    let mut xf = vec![0.0f32; dwc];
+    scratch.row.resize(s.width * c, 0.0);
     for ky in 0..s.kernel_h {
         let py = oy * s.stride_h + ky * s.dilation_h;
         let Some(iy) = py.checked_sub(s.pad_top).filter(|&iy| iy < s.height) else { continue };
-        let in_row = &input[(n * s.height + iy) * s.width * c..(n * s.height + iy + 1) * s.width * c];
+        widen_into(&input[(n * s.height + iy) * s.width * c..(n * s.height + iy + 1) * s.width * c], &mut scratch.row);
+        // Output channel o reads input channel o / mult: repeat each value mult times, so taps are plain vectors.
+        let xrow: &[f32] = if mult == 1 {
+            &scratch.row
+        } else {
+            scratch.expanded.clear();
+            scratch.expanded.extend(scratch.row.iter().flat_map(|&x| std::iter::repeat_n(x, mult)));
+            &scratch.expanded
+        };
         for ox in 0..ow {
             let acc = &mut out[ox * dwc..(ox + 1) * dwc];
             for kx in 0..s.kernel_w {
                 let px = ox * s.stride_w + kx * s.dilation_w;
                 let Some(ix) = px.checked_sub(s.pad_left).filter(|&ix| ix < s.width) else { continue };
-                let pixel = &in_row[ix * c..(ix + 1) * c];
+                let x = &xrow[ix * dwc..(ix + 1) * dwc];
                 let w = &wf[(ky * s.kernel_w + kx) * dwc..(ky * s.kernel_w + kx + 1) * dwc];
-                if mult == 1 {
-                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(w) {
-                        *a += x.to_f32() * w;
-                    }
-                } else {
-                    // Output channel o reads input channel o / mult: widen the pixel with each value repeated.
-                    for (dst, &x) in xf.chunks_exact_mut(mult).zip(pixel) {
-                        dst.fill(x.to_f32());
-                    }
-                    for ((a, &x), &w) in acc.iter_mut().zip(&xf).zip(w) {
-                        *a += x * w;
-                    }
+                for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
+                    *a += x * w;
                 }
             }
         }
@@ -42,23 +57,41 @@ fn dw_row_body<T: Element>(s: &DwConvShape, input: &[T], wf: &[f32], n: usize, o
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn dw_row_avx512<T: Element>(s: &DwConvShape, input: &[T], wf: &[f32], n: usize, oy: usize, out: &mut [f32]) {
-    dw_row_body(s, input, wf, n, oy, out)
+fn dw_row_avx512<T: Element>(
+    s: &DwConvShape,
+    input: &[T],
+    wf: &[f32],
+    n: usize,
+    oy: usize,
+    out: &mut [f32],
+    scratch: &mut RowScratch,
+) {
+    dw_row_body(s, input, wf, n, oy, out, scratch)
 }
 
 /// One depthwise output row. The vector width changes with the CPU but not the arithmetic: every tap is a separate
 /// multiply then add in f32 (no fused multiply-add), so the result is the same on every x86-64 CPU.
-fn dw_row<T: Element>(s: &DwConvShape, input: &[T], wf: &[f32], n: usize, oy: usize, out: &mut [f32]) {
+fn dw_row<T: Element>(
+    s: &DwConvShape,
+    input: &[T],
+    wf: &[f32],
+    n: usize,
+    oy: usize,
+    out: &mut [f32],
+    scratch: &mut RowScratch,
+) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU reported AVX-512F, the only feature this function enables.
-        return unsafe { dw_row_avx512(s, input, wf, n, oy, out) };
+        return unsafe { dw_row_avx512(s, input, wf, n, oy, out, scratch) };
     }
-    dw_row_body(s, input, wf, n, oy, out)
+    dw_row_body(s, input, wf, n, oy, out, scratch)
 }
 
 fn widen<T: Element>(xs: &[T]) -> Vec<f32> {
-    xs.iter().map(|x| x.to_f32()).collect()
+    let mut out = vec![0.0f32; xs.len()];
+    widen_into(xs, &mut out);
+    out
 }
 
 /// Depthwise step (see [`DwConvShape`]): `input`, `weight` → `out` (`dw_out_len()` elements), rounded once to `T`.
@@ -69,12 +102,10 @@ pub fn depthwise<T: Element>(shape: &DwConvShape, input: &[T], weight: &[T], out
     let (oh, row_len) = (s.out_h(), s.out_w() * s.dw_channels());
     let wf = widen(&weight[..s.dw_weight_len()]);
     out[..s.dw_out_len()].par_chunks_mut(row_len).enumerate().for_each_init(
-        || vec![0.0f32; row_len],
-        |buf, (r, orow)| {
-            dw_row(&s, input, &wf, r / oh, r % oh, buf);
-            for (o, &x) in orow.iter_mut().zip(buf.iter()) {
-                *o = T::from_f32(x);
-            }
+        || (vec![0.0f32; row_len], RowScratch::default()),
+        |(buf, scratch), (r, orow)| {
+            dw_row(&s, input, &wf, r / oh, r % oh, buf, scratch);
+            narrow_into(buf, orow);
         },
     );
     Ok(())
@@ -117,16 +148,16 @@ pub fn dwsep_fused<T: Element>(
     let per_image = oh * ow * oc;
     out[..s.out_len()].par_chunks_mut(per_image).enumerate().for_each(|(n, img_out)| {
         img_out.par_chunks_mut(tr * ow * oc).enumerate().for_each_init(
-            || (vec![0.0f32; ow * dwc], Vec::<T>::new(), Vec::new()),
-            |(row_f32, tile, abuf), (t, tile_out)| {
+            || (vec![0.0f32; ow * dwc], vec![T::default(); tr * ow * dwc], Vec::new(), RowScratch::default()),
+            |(row_f32, tile, abuf, scratch), (t, tile_out)| {
                 let oy0 = t * tr;
                 let rows = tr.min(oh - oy0);
-                tile.clear();
-                for oy in oy0..oy0 + rows {
-                    dw_row(&s, input, &wf, n, oy, row_f32);
-                    tile.extend(row_f32.iter().map(|&x| T::from_f32(x)));
+                for (r, oy) in (oy0..oy0 + rows).enumerate() {
+                    dw_row(&s, input, &wf, n, oy, row_f32, scratch);
+                    // Rounded to T exactly as `depthwise` stores it.
+                    narrow_into(row_f32, &mut tile[r * ow * dwc..(r + 1) * ow * dwc]);
                 }
-                gemm_block(isa, rows * ow, tile.as_slice(), dwc, &pb, ep, tile_out, abuf);
+                gemm_block(isa, rows * ow, &tile[..rows * ow * dwc], dwc, &pb, ep, tile_out, abuf);
             },
         );
     });

@@ -23,6 +23,7 @@
 //! used here: its f16 path is not the f32-accumulating contract we document everywhere and it has no bf16, and one
 //! engine for all three types keeps the fused depthwise-separable path bitwise equal to the two-step one.
 
+use super::convert::{narrow_into, widen_into};
 use joule_core::{DType, Element, GemmShape, Result};
 use rayon::prelude::*;
 
@@ -48,10 +49,7 @@ impl PackedB {
                 let j0 = jp * NR;
                 let w = NR.min(n - j0);
                 for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                    let src = &b[p * ldb + j0..p * ldb + j0 + w];
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s.to_f32();
-                    }
+                    widen_into(&b[p * ldb + j0..p * ldb + j0 + w], &mut dst[..w]);
                 }
             });
         }
@@ -71,12 +69,13 @@ fn pack_a<A: Element>(rows: usize, k: usize, a: &[A], lda: usize, buf: &mut Vec<
     if k == 0 {
         return;
     }
+    let mut row = vec![0.0f32; k];
     for ip in 0..panels {
         let panel = &mut buf[ip * k * MR..(ip + 1) * k * MR];
         for r in 0..MR.min(rows - ip * MR) {
-            let src = &a[(ip * MR + r) * lda..(ip * MR + r) * lda + k];
-            for (p, s) in src.iter().enumerate() {
-                panel[p * MR + r] = s.to_f32();
+            widen_into(&a[(ip * MR + r) * lda..(ip * MR + r) * lda + k], &mut row);
+            for (p, &x) in row.iter().enumerate() {
+                panel[p * MR + r] = x;
             }
         }
     }
@@ -227,15 +226,19 @@ pub(crate) fn gemm_block<A: Element, T: Element>(
             micro(isa, k, &abuf[ip * k * MR..(ip + 1) * k * MR], bpanel, &mut acc);
             for (r, acc_row) in acc.iter().enumerate().take(MR.min(rows - ip * MR)) {
                 let crow = &mut c[(ip * MR + r) * ep.ldc + j0..(ip * MR + r) * ep.ldc + j0 + w];
+                let mut vals = [0.0f32; NR];
+                let vals = &mut vals[..w];
                 if ep.beta == 0.0 {
-                    for (cv, &x) in crow.iter_mut().zip(acc_row) {
-                        *cv = T::from_f32(ep.alpha * x);
+                    for (v, &x) in vals.iter_mut().zip(acc_row) {
+                        *v = ep.alpha * x;
                     }
                 } else {
-                    for (cv, &x) in crow.iter_mut().zip(acc_row) {
-                        *cv = T::from_f32(ep.alpha * x + ep.beta * cv.to_f32());
+                    widen_into(crow, vals);
+                    for (v, &x) in vals.iter_mut().zip(acc_row) {
+                        *v = ep.alpha * x + ep.beta * *v;
                     }
                 }
+                narrow_into(vals, crow);
             }
         }
     }

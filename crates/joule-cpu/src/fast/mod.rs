@@ -5,6 +5,7 @@
 //! Outputs are written completely; inputs are never modified; results do not depend on the number of threads.
 
 mod attention;
+mod convert;
 mod dwconv;
 mod gemm;
 
