@@ -180,6 +180,18 @@ inline __half __float2half(float f) { return __half(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return float(h); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
+struct alignas(4) __half2 {
+    __half x, y;
+};
+struct alignas(4) __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+inline __half2 __floats2half2_rn(float lo, float hi) { return __half2{__half(lo), __half(hi)}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
+    return __nv_bfloat162{__nv_bfloat16(lo), __nv_bfloat16(hi)};
+}
+inline float2 __half22float2(__half2 h) { return float2{float(h.x), float(h.y)}; }
+inline float2 __bfloat1622float2(__nv_bfloat162 h) { return float2{float(h.x), float(h.y)}; }
 
 namespace joule_emu {
 

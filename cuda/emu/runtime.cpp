@@ -7,8 +7,12 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if !defined(__x86_64__)
@@ -504,6 +508,52 @@ void cp_async_wait(int n) {
     f->copies.resize(keep);
 }
 
+// ---- watchdog: fibers cannot be preempted, so a kernel that loops forever would hang the test run. A monitor
+// thread aborts the process with a message naming the kernel and block when a block runs longer than
+// JOULE_EMU_TIMEOUT_S seconds (default 300). ----
+struct Watch {
+    const char* kernel;
+    std::atomic<unsigned> bx{0}, by{0}, bz{0};
+    std::atomic<long long> block_start_ms{0};
+};
+static std::mutex g_watch_mutex;
+static std::vector<Watch*> g_watches;
+
+static long long now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+static long long timeout_ms() {
+    const char* env = std::getenv("JOULE_EMU_TIMEOUT_S");
+    const long long s = env ? std::atoll(env) : 300;
+    return (s > 0 ? s : 300) * 1000;
+}
+
+static void start_watchdog() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const long long limit = timeout_ms();
+        std::thread([limit] {
+            for (;;) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(limit > 5000 ? 1000 : 100));
+                std::lock_guard<std::mutex> lock(g_watch_mutex);
+                const long long now = now_ms();
+                for (const Watch* w : g_watches) {
+                    if (now - w->block_start_ms.load() > limit) {
+                        std::fprintf(stderr,
+                                     "joule-emu: kernel `%s` block (%u,%u,%u) made no progress for %lld s (an "
+                                     "infinite loop?); aborting\n",
+                                     w->kernel, w->bx.load(), w->by.load(), w->bz.load(), limit / 1000);
+                        std::fflush(stderr);
+                        std::abort();
+                    }
+                }
+            }
+        }).detach();
+    });
+}
+
 // ---- fibers' entry and the block scheduler ----
 extern "C" void joule_emu_fiber_main(void* arg) {
     Fiber* f = static_cast<Fiber*>(arg);
@@ -700,13 +750,33 @@ int joule_emu_launch(const char* name, const unsigned* grid, const unsigned* blo
     L.smem = static_cast<unsigned char*>(smem);
     Launch* saved = tl;
     tl = &L;
+    start_watchdog();
+    Watch watch;
+    watch.kernel = name;
+    watch.block_start_ms = now_ms();
+    {
+        std::lock_guard<std::mutex> lock(g_watch_mutex);
+        g_watches.push_back(&watch);
+    }
     for (unsigned z = 0; z < grid[2] && !L.abort_launch; ++z)
         for (unsigned y = 0; y < grid[1] && !L.abort_launch; ++y)
             for (unsigned x = 0; x < grid[0] && !L.abort_launch; ++x) {
                 L.block_idx = uint3{x, y, z};
+                watch.bx = x;
+                watch.by = y;
+                watch.bz = z;
+                watch.block_start_ms = now_ms();
                 run_block();
                 if (L.error_count > 0) L.abort_launch = true;  // finish the block, report, stop
             }
+    {
+        std::lock_guard<std::mutex> lock(g_watch_mutex);
+        for (size_t i = 0; i < g_watches.size(); ++i)
+            if (g_watches[i] == &watch) {
+                g_watches.erase(g_watches.begin() + long(i));
+                break;
+            }
+    }
     tl = saved;
     std::free(smem);
     if (L.error_count == 0) return 0;

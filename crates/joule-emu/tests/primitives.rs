@@ -452,3 +452,36 @@ fn a_missing_barrier_reads_poison_in_one_of_the_two_thread_orders() {
         assert!(stale >= 63, "dir {dir}: only {stale} reads saw the poison: {out:?}");
     }
 }
+
+/// Run in a child process by the test below: launches a kernel that loops forever.
+#[test]
+#[ignore = "run as a child process by a_kernel_that_never_finishes_aborts_with_a_message"]
+fn child_launches_a_kernel_that_never_finishes() {
+    let mut bufs = [EmuBuffer::zeroed("out", 4).unwrap()];
+    let _ = launch("emutest_forever", [1, 1, 1], [1, 1, 1], 0, &[Arg::Buf(0)], &mut bufs);
+}
+
+#[test]
+fn a_kernel_that_never_finishes_aborts_with_a_message_instead_of_hanging() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--ignored", "--exact", "child_launches_a_kernel_that_never_finishes", "--nocapture"])
+        .env("JOULE_EMU_TIMEOUT_S", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the child should have been aborted: {stderr}");
+    assert!(stderr.contains("kernel `emutest_forever` block (0,0,0) made no progress for 1 s"), "stderr: {stderr}");
+}
+
+#[test]
+fn cuda_half2_pairs_round_like_pack2() {
+    let mut bufs = [EmuBuffer::zeroed("out", 4).unwrap()];
+    launch("emutest_pairs", [1, 1, 1], [1, 1, 1], 0, &[Arg::Buf(0), Arg::F32(1.0 / 3.0), Arg::F32(-2.7)], &mut bufs)
+        .unwrap();
+    let want = f16::from_f32(1.0 / 3.0).to_f32()
+        + f16::from_f32(-2.7).to_f32()
+        + bf16::from_f32(1.0 / 3.0).to_f32()
+        + bf16::from_f32(-2.7).to_f32();
+    assert_eq!(bufs[0].to_vec::<f32>().unwrap()[0], want);
+}

@@ -197,3 +197,18 @@ extern "C" __global__ void emutest_missing_barrier(gptr<float> out, int dir) {
     out[blockIdx.x * n + t] = s[(t + dir + n) % n];
 }
 JOULE_EXPORT(emutest_missing_barrier)
+
+// ---- a kernel that never finishes (for the watchdog test, run in a child process). ----
+extern "C" __global__ void emutest_forever(gptr<float> out) {
+    for (;;) out[0] = out[0] + 1.0f;
+}
+JOULE_EXPORT(emutest_forever)
+
+// CUDA's own 16-bit pair types compile under emulation too (kernels should prefer pack2/to_f32).
+JOULE_DEVICE float pair_roundtrip(float a, float b) {
+    const float2 h = __half22float2(__floats2half2_rn(a, b));
+    const float2 g = __bfloat1622float2(__floats2bfloat162_rn(a, b));
+    return h.x + h.y + g.x + g.y;
+}
+extern "C" __global__ void emutest_pairs(gptr<float> out, float a, float b) { out[0] = pair_roundtrip(a, b); }
+JOULE_EXPORT(emutest_pairs)
