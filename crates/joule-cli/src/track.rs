@@ -174,6 +174,11 @@ fn print_report(r: &EmissionsReport, shown: &str, code: i32) {
         fmt_num(r.power_w.ram),
         fmt_num(r.power_w.gpu)
     );
+    eprintln!(
+        "  load     CPU {} % busy (whole machine, all processes), RAM {} % in use",
+        fmt_num(r.cpu_utilization_percent),
+        fmt_num(r.ram_utilization_percent)
+    );
     let c = &r.intensity;
     let place = match c.level {
         IntensityLevel::Override => "user override".to_owned(),
