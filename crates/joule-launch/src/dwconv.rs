@@ -90,8 +90,9 @@ pub fn depthwise_plan(shape: &DwConvShape, dtype: DType) -> Result<OpPlan> {
 /// The pointwise step: the GEMM `[out_pixels, dw_channels] · [dw_channels, out_channels]` on `gemm.cu`'s kernels.
 pub fn pointwise_plan(shape: &DwConvShape, dtype: DType) -> Result<OpPlan> {
     shape.validate()?;
-    let launch = gemm::launch(&shape.pointwise_gemm(), dtype, [0, 1, 2])?;
-    Ok(OpPlan { launches: launch.into_iter().collect(), scratch_bytes: Vec::new() })
+    // No split K: the fused kernel must see the same k order per output to match this path bit for bit.
+    let (launches, scratch_bytes) = gemm::launches(&shape.pointwise_gemm(), dtype, [0, 1, 2, 3], false)?;
+    Ok(OpPlan { launches, scratch_bytes })
 }
 
 /// How the fused kernel splits its work (what [`fused_plan`] passes to `dwconv_fused_*`).
@@ -236,7 +237,12 @@ mod tests {
         let s = DwConvShape::new(1, 14, 14, 32, 3, 1, 40).with_multiplier(2);
         let p = pointwise_plan(&s, DType::BF16).unwrap();
         assert_eq!(p, gemm::plan(&s.pointwise_gemm(), DType::BF16).unwrap());
-        assert_eq!(p.launches[0].kernel, "gemm_tc_bf16");
+        assert_eq!(p.launches[0].kernel, "gemm_tc64_bf16");
+        // A 7×7 image with 960 channels would be split as a plain GEMM, but never as the pointwise step.
+        let s = DwConvShape::new(1, 7, 7, 960, 3, 1, 160);
+        assert_eq!(gemm::plan(&s.pointwise_gemm(), DType::F16).unwrap().launches.len(), 2);
+        let p = pointwise_plan(&s, DType::F16).unwrap();
+        assert_eq!((p.launches.len(), p.launches[0].grid[2], p.scratch_bytes.len()), (1, 1, 0));
     }
 
     #[test]
