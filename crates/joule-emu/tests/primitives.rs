@@ -485,3 +485,56 @@ fn cuda_half2_pairs_round_like_pack2() {
         + bf16::from_f32(-2.7).to_f32();
     assert_eq!(bufs[0].to_vec::<f32>().unwrap()[0], want);
 }
+
+// ---- plans: launches in order, scratch buffers after the operation's own, poisoned ----
+
+fn warp_sum_plan(scratch_first: bool) -> joule_launch::OpPlan {
+    use joule_launch::{LaunchPlan, OpPlan};
+    let mut launches = Vec::new();
+    if scratch_first {
+        // Fill the scratch (buffer 1) with 1.0 ...
+        launches.push(LaunchPlan {
+            kernel: "emutest_oob_global",
+            source: "emu/tests/primitives.cu",
+            grid: [1, 1, 1],
+            block: [32, 1, 1],
+            smem_bytes: 0,
+            args: vec![Arg::Buf(1)],
+        });
+    }
+    // ... then sum it over the warp into buffer 0.
+    launches.push(LaunchPlan {
+        kernel: "emutest_warp_ops",
+        source: "emu/tests/primitives.cu",
+        grid: [1, 1, 1],
+        block: [32, 1, 1],
+        smem_bytes: 0,
+        args: vec![Arg::Buf(1), Arg::Buf(0), Arg::I32(1)],
+    });
+    OpPlan { launches, scratch_bytes: vec![32 * 4] }
+}
+
+#[test]
+fn run_plan_runs_launches_in_order_on_poisoned_scratch_after_the_op_buffers() {
+    let mut bufs = [EmuBuffer::zeroed("out", 32 * 12 * 4).unwrap()];
+    joule_emu::run_plan(&warp_sum_plan(true), &mut bufs).unwrap();
+    let out: Vec<f32> = bufs[0].to_vec().unwrap();
+    assert!((0..32).all(|l| out[l * 12 + 6] == 32.0), "warp sums of the filled scratch: {out:?}");
+    joule_emu::run_plan(&warp_sum_plan(false), &mut bufs).unwrap();
+    let out: Vec<f32> = bufs[0].to_vec().unwrap();
+    assert!((0..32).all(|l| out[l * 12 + 6].is_nan()), "an unwritten scratch buffer reads as NaN");
+}
+
+#[test]
+fn emu_buffers_round_trip_and_refuse_bad_conversions() {
+    let b = EmuBuffer::from_slice("x", &[1u16, 2, 3]).unwrap();
+    assert_eq!(b.len(), 6);
+    assert_eq!(b.to_vec::<u16>().unwrap(), vec![1, 2, 3]);
+    assert!(b.to_vec::<u32>().is_err());
+    let mut two = [0u16; 2];
+    b.copy_to(&mut two).unwrap();
+    assert_eq!(two, [1, 2]);
+    assert!(b.copy_to(&mut [0u16; 4]).is_err());
+    assert!(EmuBuffer::zeroed("empty", 0).unwrap().is_empty());
+    assert!(EmuBuffer::poisoned("p", 8).unwrap().to_vec::<f32>().unwrap().iter().all(|x| x.is_nan()));
+}
