@@ -24,7 +24,7 @@
 //! engine for all three types keeps the fused depthwise-separable path bitwise equal to the two-step one.
 
 use super::convert::{narrow_into, widen_into};
-use joule_core::{DType, Element, GemmShape, Result};
+use joule_core::{DType, Element, Error, GemmShape, Result};
 use rayon::prelude::*;
 
 /// Rows of the register tile.
@@ -250,14 +250,40 @@ pub(crate) fn rows_per_task(m: usize) -> usize {
     m.div_ceil(2 * threads).next_multiple_of(MR).clamp(MR, 256)
 }
 
+/// Which GEMM implementation [`gemm_with`] runs (one place chooses, as in cubecl's `Strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmStrategy {
+    /// f32 → [`GemmStrategy::GemmCrate`], f16/bf16 → [`GemmStrategy::Engine`]. What [`gemm`] uses.
+    #[default]
+    Auto,
+    /// Joule's engine: f32 panels and an AVX-512/AVX2/portable f32 micro-kernel (see the module docs). Any type.
+    Engine,
+    /// The `gemm` crate (sarah-ek). f32 only: its f16 path rounds partial sums to f16 between k-blocks and it has
+    /// no bf16, so other types return [`joule_core::Error::Unsupported`].
+    GemmCrate,
+}
+
 /// `C = alpha·A·B + beta·C` (see [`GemmShape`]) with f32 accumulation; beta = 0 never reads C, and the elements
-/// between `n` and `ldc` are never touched.
-///
-/// f32 goes to the `gemm` crate (see the module docs for why and the measurement); f16 and bf16 go to this module's
-/// engine (f32 panels and an f32 micro-kernel).
+/// between `n` and `ldc` are never touched. Same as [`gemm_with`] with [`GemmStrategy::Auto`].
 pub fn gemm<T: Element>(shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
+    gemm_with(GemmStrategy::Auto, shape, a, b, c)
+}
+
+/// [`gemm`] with an explicit implementation.
+pub fn gemm_with<T: Element>(strategy: GemmStrategy, shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     shape.check_buffers(a.len(), b.len(), c.len())?;
-    if T::DTYPE == DType::F32 && shape.k > 0 && shape.m > 0 && shape.n > 0 {
+    let use_crate = match strategy {
+        GemmStrategy::Auto => T::DTYPE == DType::F32,
+        GemmStrategy::Engine => false,
+        GemmStrategy::GemmCrate if T::DTYPE == DType::F32 => true,
+        GemmStrategy::GemmCrate => {
+            return Err(Error::Unsupported(format!(
+                "the gemm crate strategy is f32 only (got {}): use GemmStrategy::Engine",
+                T::DTYPE
+            )));
+        }
+    };
+    if use_crate && shape.k > 0 && shape.m > 0 && shape.n > 0 {
         // T is f32 (DTYPE is tied to the type by the Element impls), so these casts are identities.
         let (a, b) = (bytemuck::cast_slice::<T, f32>(a), bytemuck::cast_slice::<T, f32>(b));
         gemm_crate_f32(shape, a, b, bytemuck::cast_slice_mut::<T, f32>(c));

@@ -11,7 +11,7 @@ mod gemm;
 
 pub use attention::attention;
 pub use dwconv::{depthwise, dwsep_fused, pointwise};
-pub use gemm::gemm;
+pub use gemm::{GemmStrategy, gemm, gemm_with};
 
 use joule_core::{AttnMask, AttnShape, DwConvShape, Element, GemmShape, Kernels, Result};
 
