@@ -207,6 +207,9 @@ pub fn main(args: Args) -> Result<()> {
     eprintln!("wrote {} and {}", json_path.display(), csv_path.display());
     if !args.no_report {
         let carbon = crate::report::carbon_intensity(args.country.as_deref());
+        for n in &carbon.notes {
+            eprintln!("carbon intensity: {n}");
+        }
         let dir = args.out_dir.join(&stem);
         let name = json_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let files = joule_harness::report::write_report(&res, &dir, &carbon, &format!("../{name}"))

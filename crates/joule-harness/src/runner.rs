@@ -129,15 +129,18 @@ pub fn run_plan(
             }
         }
     }
+    // A device without a meter is not fatal: its cases fail one by one with the reason.
     let mut meter_infos = Vec::new();
     for &d in &used_devices {
-        meter_infos.push(meters.for_device(d)?.info().clone());
+        if let Ok(m) = meters.for_device(d) {
+            meter_infos.push(m.info().clone());
+        }
     }
 
     let mut idle_baselines = Vec::new();
     if let Some(secs) = cfg.idle_baseline_s {
         for &d in &used_devices {
-            let meter = meters.for_device(d)?;
+            let Ok(meter) = meters.for_device(d) else { continue };
             progress.message(&format!("measuring {secs} s of idle power with {}", meter.info().name));
             idle_baselines.push(measure_idle(meter, clock, secs)?);
         }
@@ -291,6 +294,7 @@ pub fn build_row(
 mod tests {
     use super::*;
     use crate::executor::cpu_executor;
+    use crate::inputs::CaseInputs;
     use crate::measure::fake::{FakeClock, FakeMeter};
     use crate::plan::{KernelKind, PlanFilter, ShapeSet};
     use joule_core::DType;
@@ -326,6 +330,65 @@ mod tests {
         }
         let gemm = res.rows.iter().find(|r| r.kernel == KernelKind::Gemm).unwrap();
         assert!(gemm.accuracy.oracle_scope.starts_with("rows 0.."), "{}", gemm.accuracy.oracle_scope);
+    }
+
+    /// The CPU kernels pretending to run on GPU 0.
+    struct OnGpu(crate::executor::HostExecutor<joule_cpu::CpuKernels>);
+    impl Executor for OnGpu {
+        fn name(&self) -> String {
+            "fake-gpu".into()
+        }
+        fn unavailable_reason(&self) -> Option<String> {
+            None
+        }
+        fn device(&self) -> DeviceRef {
+            DeviceRef::Gpu(0)
+        }
+        fn description(&self) -> String {
+            "test".into()
+        }
+        fn prepare(&self, case: &Case, inputs: &CaseInputs) -> Result<Box<dyn crate::executor::PreparedCase>> {
+            self.0.prepare(case, inputs)
+        }
+    }
+
+    #[test]
+    fn a_backend_without_an_energy_meter_fails_its_cases_and_the_others_still_run() {
+        let execs: Vec<Box<dyn Executor>> = vec![Box::new(cpu_executor()), Box::new(OnGpu(cpu_executor()))];
+        let statuses: Vec<_> = execs.iter().map(|e| e.status()).collect();
+        let filter = PlanFilter {
+            kernels: Some(vec![KernelKind::Attention]),
+            dtypes: Some(vec![DType::F32]),
+            ..Default::default()
+        };
+        let plan = Plan::build(&[ShapeSet::Quick], &filter, &statuses).unwrap();
+        assert_eq!(plan.cases.len(), 2);
+        let clock = FakeClock::default();
+        let mut meters =
+            Meters { cpu: Box::new(FakeMeter::new(clock.clone(), 1.0, 0.001)), gpus: vec![], absent: vec![] };
+        // The fake kernels do not advance the fake clock; a tiny max window keeps the loop short.
+        let cfg = RunConfig {
+            loop_config: LoopConfig { warmup_s: 0.0, max_calls_per_window: 2, ..Default::default() },
+            ..Default::default()
+        };
+        let res = run_plan(
+            &plan,
+            &execs,
+            &mut meters,
+            &crate::measure::SystemClock::new(),
+            &cfg,
+            "",
+            MachineInfo::default(),
+            &mut NoProgress,
+        )
+        .unwrap();
+        assert_eq!(res.rows.len(), 1);
+        assert_eq!(res.rows[0].backend, "cpu");
+        assert_eq!(res.failures.len(), 1);
+        assert!(
+            res.failures[0].id.ends_with("/fake-gpu") && res.failures[0].error.contains("no energy meter for GPU 0")
+        );
+        let _ = clock;
     }
 
     #[test]
