@@ -91,10 +91,10 @@ impl InputGen {
 
     /// One value from the configured distribution (may be zero before the resampling in [`InputGen::vec`]).
     fn draw(&mut self) -> f32 {
-        if let Some(o) = self.outliers {
-            if self.open01() < o.fraction as f64 {
-                return if self.next_u64() & 1 == 0 { o.magnitude } else { -o.magnitude };
-            }
+        if let Some(o) = self.outliers
+            && self.open01() < o.fraction as f64
+        {
+            return if self.next_u64() & 1 == 0 { o.magnitude } else { -o.magnitude };
         }
         match self.dist {
             Distribution::Normal { mean, std } => {

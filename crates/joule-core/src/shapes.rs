@@ -524,10 +524,10 @@ impl AttnShape {
                 return Err(Error::shape(K, format!("{name} must be at least 1")));
             }
         }
-        if let Some(s) = self.scale {
-            if !s.is_finite() || s <= 0.0 {
-                return Err(Error::shape(K, format!("scale = {s} must be finite and positive")));
-            }
+        if let Some(s) = self.scale
+            && (!s.is_finite() || s <= 0.0)
+        {
+            return Err(Error::shape(K, format!("scale = {s} must be finite and positive")));
         }
         mul(&[self.batch, self.heads, self.lq, self.head_dim]).ok_or(overflow(K, "Q elements"))?;
         mul(&[self.batch, self.heads, self.lk, self.head_dim]).ok_or(overflow(K, "K/V elements"))?;
