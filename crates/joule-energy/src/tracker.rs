@@ -792,6 +792,11 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!((back[0].run_id.as_str(), back[0].duration, back[0].emissions), ("cc-run", Some(60.0), Some(0.001)));
         assert_eq!(back[1].run_id, "ours");
+        // An existing but empty file gets a header and the row.
+        let empty = dir.join("empty.csv");
+        std::fs::write(&empty, "").unwrap();
+        write_emissions_csv(&empty, &[EmissionsRow { run_id: "e".into(), ..Default::default() }]).unwrap();
+        assert_eq!(read_emissions_csv(&empty).unwrap().len(), 1);
         // A file that is not CSV at all is an error, and is left untouched.
         let bad = dir.join("bad.csv");
         std::fs::write(&bad, "a,b\n1,2,3\n").unwrap();
