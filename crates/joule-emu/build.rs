@@ -112,6 +112,18 @@ fn main() {
         flags.hash(&mut key);
         compiler.path().hash(&mut key);
         let obj = out.join(format!("{}-{:016x}.o", u.stem, key.finish()));
+        // Objects of earlier versions of this unit are no longer needed.
+        if let Ok(dir) = std::fs::read_dir(&out) {
+            for e in dir.flatten() {
+                let p = e.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let old =
+                    name.strip_prefix(&format!("{}-", u.stem)).is_some_and(|r| r.len() == 18 && r.ends_with(".o"));
+                if old && p != obj {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
         if obj.exists() {
             jobs.push((u, obj, None));
             continue;
