@@ -8,9 +8,10 @@
 //   * Tiling: one block of 4 warps per (batch·head, tile of Br = 64 query rows); warp w owns rows 16w..16w+15.
 //     Keys go by tiles of Bc = 64 (Bc = 32 when D = 256, to bound registers). Only ceil16(d) columns are computed.
 //   * Pipeline: Q is copied once with cp.async into shared memory, then ldmatrix_x4 moves it into A fragments that
-//     stay in registers. K/V tiles stream through a 2-stage cp.async pipeline: tile t+1 is in flight while tile t is
-//     used. Shared rows are XOR-swizzled by 16-byte chunk (chunk ^ (row & 7)), so the 8 row addresses of every
-//     ldmatrix hit 8 different bank groups.
+//     stay in registers (except at D = 256, where the registers go to O: Q is re-read from shared memory per key
+//     tile). K/V tiles stream through a 2-stage cp.async pipeline: tile t+1 is in flight while tile t is used.
+//     Shared rows are XOR-swizzled by 16-byte chunk (chunk ^ (row & 7)), so the 8 row addresses of every ldmatrix
+//     hit 8 different bank groups.
 //   * Fragment flow: S = Q·Kᵀ with mma m16n8k16 (K is [lk, d] row-major, i.e. "col" for the B operand: plain
 //     ldmatrix). The S accumulators (c0,c1 = row g, c2,c3 = row g+8; keys 2t, 2t+1) are the A operand of P·V once
 //     rounded to T and packed: for keys 16kc.., a0/a1 come from n-block 2kc and a2/a3 from n-block 2kc+1. V is read
@@ -18,6 +19,9 @@
 //     staged through shared memory and written with 16-byte stores.
 //   * Online softmax in f32, in the log2 domain (scale·log2(e) folded into one multiply, exp2): a row's max and sum
 //     are shared by the 4 lanes of a quad (shfl_xor 1, 2); the sum stays lane-partial until the end.
+//   * Split-KV (flash-decoding) when batch·heads·query tiles is too small to fill the GPU (decode, Lq = 1): the key
+//     tiles are cut into `splits` ranges, one block each; a block writes its unnormalised O, row max and row sum in
+//     f32 to scratch and attention_combine_{f16,bf16} merges them (rescaling each split by 2^(m_s − max)).
 // attention_simt_{f32,f16,bf16} — the same online softmax without tensor cores (f32, and head dims that are not a
 //   multiple of 8; d ≤ 256): 4 warps × 4 query rows per block; K/V tiles of 32 keys converted to f32 in shared
 //   memory; lane j scores key j of the tile, lanes own output columns lane + 32c.
@@ -92,7 +96,7 @@ JOULE_DEVICE int swz(int row, int chunk) {
 template <class T, int D, int BC>
 JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gptr<T> out,
                            gptr<const unsigned char> mask, int heads, int lq, int lk, int d, float scale, int causal,
-                           int mask_kind) {
+                           int mask_kind, gptr<float> part_o, gptr<float> part_ml, int splits) {
     constexpr int BR = 64;
     constexpr int CH = D / 8;  // 16-byte chunks per shared row
     static_assert(D % 64 == 0 && BC % 16 == 0, "tile shape");
@@ -104,9 +108,11 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
     const int t4 = lane & 3;
 
     const int q_tiles = (lq + BR - 1) / BR;
-    const int bh = blockIdx.x / q_tiles;
+    const int split = blockIdx.x % splits;
+    const int tile_id = blockIdx.x / splits;
+    const int bh = tile_id / q_tiles;
     // Query tiles in reverse order: under causal masking the last tiles have the most keys, so they start first.
-    const int q0 = (q_tiles - 1 - (int)(blockIdx.x % q_tiles)) * BR;
+    const int q0 = (q_tiles - 1 - tile_id % q_tiles) * BR;
     const int batch = bh / heads;
     const int q_end = q0 + BR < lq ? q0 + BR : lq;
 
@@ -133,7 +139,12 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
     }
     cp_async_commit();
 
-    const int n_tiles = key_tiles(q0, q_end, lq, lk, causal, BC);
+    // This block's key tiles: split `split` of `splits` equal ranges of the unclipped tile count, cut at the causal
+    // limit (a range can be empty; the block then still writes its empty partial result).
+    const int per_split = ((lk + BC - 1) / BC + splits - 1) / splits;
+    const int all_tiles = key_tiles(q0, q_end, lq, lk, causal, BC);
+    const int t_begin = split * per_split;
+    const int t_end = t_begin + per_split < all_tiles ? t_begin + per_split : all_tiles;
     auto load_kv = [&](int tile, int stage) {
         const int k0 = tile * BC;
         sptr<T> skt = sk + stage * BC * D;
@@ -149,21 +160,23 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
             }
         }
     };
-    if (n_tiles > 0) load_kv(0, 0);
+    if (t_begin < t_end) load_kv(t_begin, 0);
     cp_async_commit();
 
     cp_async_wait<1>();  // Q has landed (K/V tile 0 may still be in flight)
     __syncthreads();
 
-    // Q fragments: A operand, rows 16·warp.., columns 16kk..; they stay in registers.
-    unsigned qf[D / 16][4];
-    {
-        const int mi = lane >> 3, r = lane & 7;
-        const int row = warp * 16 + r + ((mi & 1) << 3);
+    // Q fragments: A operand, rows 16·warp.., columns 16kk..; they stay in registers. At D = 256 they would take 64
+    // of the 255 registers next to the 128 of O, so there Q stays in shared memory and is re-read per key tile.
+    constexpr bool kQInRegs = D <= 128;
+    const int q_row = warp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);  // this lane's ldmatrix row of Q
+    const int q_chunk_hi = lane >> 4;                                       // and its column half
+    unsigned qf[kQInRegs ? D / 16 : 1][4];
+    if (kQInRegs) {
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
+        for (int kk = 0; kk < (kQInRegs ? D / 16 : 1); ++kk) {
             if (kk * 16 < d16) {
-                ldmatrix_x4<T>(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], sq + swz<D>(row, kk * 2 + (mi >> 1)));
+                ldmatrix_x4<T>(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], sq + swz<D>(q_row, kk * 2 + q_chunk_hi));
             } else {
                 qf[kk][0] = qf[kk][1] = qf[kk][2] = qf[kk][3] = 0u;
             }
@@ -181,9 +194,9 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
     const long long mask_row_lo = ((long long)batch * lq + row_lo) * lk;
     const long long mask_row_hi = mask_row_lo + 8LL * lk;
 
-    for (int tile = 0; tile < n_tiles; ++tile) {
-        const int stage = tile & 1;
-        if (tile + 1 < n_tiles) load_kv(tile + 1, stage ^ 1);
+    for (int tile = t_begin; tile < t_end; ++tile) {
+        const int stage = (tile - t_begin) & 1;
+        if (tile + 1 < t_end) load_kv(tile + 1, stage ^ 1);
         cp_async_commit();
         cp_async_wait<1>();  // tile `tile` has landed
         __syncthreads();
@@ -201,13 +214,16 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
                 if (kk * 16 < d16) {
+                    unsigned qs[4] = {0u, 0u, 0u, 0u};
+                    if (!kQInRegs) ldmatrix_x4<T>(qs[0], qs[1], qs[2], qs[3], sq + swz<D>(q_row, kk * 2 + q_chunk_hi));
+                    const unsigned(&qa)[4] = kQInRegs ? qf[kQInRegs ? kk : 0] : qs;
 #pragma unroll
                     for (int nb2 = 0; nb2 < BC / 16; ++nb2) {
                         const int key = nb2 * 16 + r + ((mi >> 1) << 3);
                         unsigned b0[2], b1[2];
                         ldmatrix_x4<T>(b0[0], b0[1], b1[0], b1[1], skt + swz<D>(key, kk * 2 + (mi & 1)));
-                        mma<T>(s[2 * nb2], qf[kk], b0);
-                        mma<T>(s[2 * nb2 + 1], qf[kk], b1);
+                        mma<T>(s[2 * nb2], qa, b0);
+                        mma<T>(s[2 * nb2 + 1], qa, b1);
                     }
                 }
             }
@@ -293,15 +309,42 @@ JOULE_DEVICE void fa2_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, gp
     }
     cp_async_wait_all();  // nothing may still target shared memory (an empty group when there were no tiles)
 
-    // Normalise, round to T and stage the tile in the (now unused) Q area, each warp its own 16 rows.
-    float inv[2];
+    float l_row[2], inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         float l = row_sum[h];
         l += shfl_xor(l, 1);
         l += shfl_xor(l, 2);
+        l_row[h] = l;
         inv[h] = l > 0.f ? 1.f / l : 0.f;  // a row that saw no key writes exactly 0
     }
+
+    if (splits > 1) {
+        // Split-KV: write this split's unnormalised O, its row max (log2 domain) and row sum in f32;
+        // attention_combine_* merges the splits.
+        const long long bh_count = (long long)(gridDim.x / splits) / q_tiles;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int i = row_lo + 8 * h;
+            if (i < lq) {
+                const long long row = ((long long)split * bh_count + bh) * lq + i;
+#pragma unroll
+                for (int nb = 0; nb < D / 8; ++nb) {
+                    if (nb * 8 < d) {
+                        part_o[row * d + nb * 8 + 2 * t4] = o[nb][2 * h];
+                        part_o[row * d + nb * 8 + 2 * t4 + 1] = o[nb][2 * h + 1];
+                    }
+                }
+                if (t4 == 0) {
+                    part_ml[2 * row] = row_max[h];
+                    part_ml[2 * row + 1] = l_row[h];
+                }
+            }
+        }
+        return;
+    }
+
+    // Normalise, round to T and stage the tile in the (now unused) Q area, each warp its own 16 rows.
     {
         const int r_lo = warp * 16 + g;
 #pragma unroll
@@ -433,12 +476,36 @@ JOULE_DEVICE void simt_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, g
     }
 }
 
+/// Merges the split-KV partial results: out = Σ_s O_s·2^(m_s − M) / Σ_s l_s·2^(m_s − M) with M = max_s m_s; a row
+/// whose splits all saw no key (M = −inf) writes exactly 0. One thread per output element.
+template <class T>
+JOULE_DEVICE void combine_body(gptr<const float> part_o, gptr<const float> part_ml, gptr<T> out, int rows, int d,
+                               int splits) {
+    const long long idx = (long long)blockIdx.x * kThreads + threadIdx.x;
+    if (idx >= (long long)rows * d) return;
+    const long long row = idx / d;
+    float m = neg_inf();
+    for (int s = 0; s < splits; ++s) m = fmaxf(m, part_ml[2 * ((long long)s * rows + row)]);
+    float num = 0.f, den = 0.f;
+    if (m != neg_inf()) {
+        for (int s = 0; s < splits; ++s) {
+            const long long r = (long long)s * rows + row;
+            const float w = exp2_approx(part_ml[2 * r] - m);  // an empty split: exp2(−inf) = 0
+            num += w * part_o[r * d + idx % d];
+            den += w * part_ml[2 * r + 1];
+        }
+    }
+    out[idx] = from_f32<T>(den > 0.f ? num / den : 0.f);
+}
+
 }  // namespace joule_attention
 
 // ------------------------------------------------------------------------------------------------------------------
 // Entry points. Arguments: q, k, v, out, mask (u8 or f32 data; any buffer when mask_kind = 0, never read), heads,
-// lq, lk, head_dim, scale, causal (0/1), mask_kind (0 none, 1 boolean u8, 2 additive f32). Grid: one block per
-// (batch·head, query tile), flattened in x as bh·q_tiles + (q_tiles − 1 − tile); 128 threads.
+// lq, lk, head_dim, scale, causal (0/1), mask_kind (0 none, 1 boolean u8, 2 additive f32); the fa2 kernels then take
+// part_o, part_ml (f32 scratch, only touched when splits > 1; any buffer otherwise) and splits. Grid: one block per
+// (batch·head, query tile[, key split]), flattened in x as (bh·q_tiles + (q_tiles − 1 − tile))·splits + split;
+// 128 threads.
 
 #define JOULE_ATTN_PARAMS(T)                                                                                         \
     joule::gptr<const T> JOULE_RESTRICT q, joule::gptr<const T> JOULE_RESTRICT k,                                    \
@@ -447,10 +514,12 @@ JOULE_DEVICE void simt_body(gptr<const T> q, gptr<const T> k, gptr<const T> v, g
         int causal, int mask_kind
 #define JOULE_ATTN_ARGS q, k, v, out, mask, heads, lq, lk, head_dim, scale, causal, mask_kind
 
-#define JOULE_ATTN_FA2(name, T, D, BC)                                                  \
-    extern "C" __global__ void __launch_bounds__(128) name(JOULE_ATTN_PARAMS(T)) {      \
-        joule_attention::fa2_body<T, D, BC>(JOULE_ATTN_ARGS);                           \
-    }                                                                                   \
+#define JOULE_ATTN_FA2(name, T, D, BC)                                                                        \
+    extern "C" __global__ void __launch_bounds__(128)                                                         \
+        name(JOULE_ATTN_PARAMS(T), joule::gptr<float> JOULE_RESTRICT part_o,                                  \
+             joule::gptr<float> JOULE_RESTRICT part_ml, int splits) {                                         \
+        joule_attention::fa2_body<T, D, BC>(JOULE_ATTN_ARGS, part_o, part_ml, splits);                        \
+    }                                                                                                         \
     JOULE_EXPORT(name)
 
 JOULE_ATTN_FA2(attention_fa2d64_f16, joule::f16, 64, 64)
@@ -469,3 +538,15 @@ JOULE_ATTN_FA2(attention_fa2d256_bf16, joule::bf16, 256, 32)
 JOULE_ATTN_SIMT(attention_simt_f32, float)
 JOULE_ATTN_SIMT(attention_simt_f16, joule::f16)
 JOULE_ATTN_SIMT(attention_simt_bf16, joule::bf16)
+
+// Split-KV merge: (part_o, part_ml, out, rows = batch·heads·lq, head_dim, splits); ceil(rows·head_dim / 128) blocks.
+#define JOULE_ATTN_COMBINE(name, T)                                                                             \
+    extern "C" __global__ void __launch_bounds__(128)                                                           \
+        name(joule::gptr<const float> JOULE_RESTRICT part_o, joule::gptr<const float> JOULE_RESTRICT part_ml, \
+             joule::gptr<T> JOULE_RESTRICT out, int rows, int head_dim, int splits) {                           \
+        joule_attention::combine_body<T>(part_o, part_ml, out, rows, head_dim, splits);                         \
+    }                                                                                                           \
+    JOULE_EXPORT(name)
+
+JOULE_ATTN_COMBINE(attention_combine_f16, joule::f16)
+JOULE_ATTN_COMBINE(attention_combine_bf16, joule::bf16)

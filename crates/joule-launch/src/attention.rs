@@ -1,7 +1,7 @@
 //! Launch plans for `cuda/attention.cu`: scaled dot-product attention, forward.
 //!
 //! Buffers: `[0 = q, 1 = k, 2 = v, 3 = out]`, plus `4 = mask` when `shape.mask != MaskKind::None` (boolean: one `u8`
-//! per element, additive: one `f32`, shaped `[batch, lq, lk]`). No scratch buffers.
+//! per element, additive: one `f32`, shaped `[batch, lq, lk]`), then the scratch buffers of a split-KV plan.
 //!
 //! Routing ([`variant`]):
 //! - f16/bf16 with a head dim that is a multiple of 8 (≤ 256): FlashAttention-2 on tensor cores,
@@ -10,6 +10,10 @@
 //! - f16/bf16 with a head dim that is not a multiple of 8 (e.g. 111): the 16-byte cp.async rows of the tensor-core
 //!   kernel would be misaligned, so these go to the SIMT kernel `attention_simt_{dtype}`.
 //! - f32: `attention_simt_f32` (tensor cores take 16-bit inputs only).
+//!
+//! Split-KV (flash-decoding, [`key_splits`]): when a FA2 launch would have fewer than [`SPLIT_TARGET_BLOCKS`] blocks
+//! (decode with Lq = 1, few heads), the key tiles are cut into ranges run by separate blocks, which write f32 partial
+//! results (unnormalised O, row max, row sum) to two scratch buffers; `attention_combine_{dtype}` then merges them.
 //!
 //! Head dims above 256 are [`Error::Unsupported`] on CUDA (the per-lane output accumulators are sized at compile time).
 
@@ -28,6 +32,10 @@ pub const SIMT_ROWS: usize = 16;
 pub const SIMT_KEYS: usize = 32;
 /// The largest head dim the CUDA kernels take.
 pub const MAX_HEAD_DIM: usize = 256;
+/// Below this many blocks a FA2 launch splits its key range (about two blocks per SM on a 132-SM GPU).
+pub const SPLIT_TARGET_BLOCKS: usize = 264;
+/// The most key splits of one launch.
+pub const MAX_SPLITS: usize = 16;
 
 const fn info(name: &'static str, dtype: DType, tensor_cores: bool) -> KernelInfo {
     KernelInfo { name, source: SOURCE, dtype, tensor_cores, hot: true }
@@ -44,6 +52,8 @@ pub const KERNELS: &[KernelInfo] = &[
     info("attention_simt_f32", DType::F32, false),
     info("attention_simt_f16", DType::F16, false),
     info("attention_simt_bf16", DType::BF16, false),
+    info("attention_combine_f16", DType::F16, false),
+    info("attention_combine_bf16", DType::BF16, false),
 ];
 
 /// Which attention kernel a call runs.
@@ -124,12 +134,26 @@ pub fn smem_bytes(variant: Variant, head_dim: usize) -> usize {
     }
 }
 
+/// How many key ranges a FA2 launch splits into (1 = no split; always 1 for the SIMT kernels): enough to reach
+/// [`SPLIT_TARGET_BLOCKS`] blocks, at most one per key tile and at most [`MAX_SPLITS`].
+pub fn key_splits(shape: &AttnShape, variant: Variant) -> usize {
+    let Variant::Fa2 { key_tile, .. } = variant else { return 1 };
+    let blocks = shape.batch.saturating_mul(shape.heads).saturating_mul(shape.lq.div_ceil(FA2_ROWS)).max(1);
+    if blocks >= SPLIT_TARGET_BLOCKS {
+        return 1;
+    }
+    SPLIT_TARGET_BLOCKS.div_ceil(blocks).min(shape.lk.div_ceil(key_tile)).clamp(1, MAX_SPLITS)
+}
+
 /// The launch plan of one attention call: buffers `[q, k, v, out]` plus `[mask]` when `shape.mask` is not `None`.
 ///
-/// One launch of one block per (batch·head, tile of query rows), flattened into `grid.x`. `lq = 0` gives an empty
-/// plan (nothing to write); `lk = 0` still launches, and every row is written as exactly 0. Kernel arguments: q, k,
-/// v, out, mask (buffer 0 stands in when there is no mask: the kernel never reads it then), heads, lq, lk,
-/// head_dim, scale, causal (0/1), mask kind (0 none, 1 boolean, 2 additive).
+/// One launch of one block per (batch·head, tile of query rows[, key split]), flattened into `grid.x`; with key
+/// splits, a second launch (`attention_combine_*`, one thread per output element) merges the partial results kept
+/// in two scratch buffers (f32 O `[splits, batch·heads·lq, head_dim]`, f32 (max, sum) `[splits, batch·heads·lq, 2]`).
+/// `lq = 0` gives an empty plan (nothing to write); `lk = 0` still launches, and every row is written as exactly 0.
+/// Kernel arguments: q, k, v, out, mask (buffer 0 stands in when there is no mask: the kernel never reads it then),
+/// heads, lq, lk, head_dim, scale, causal (0/1), mask kind (0 none, 1 boolean, 2 additive); FA2 then takes the two
+/// scratch buffers (buffer 0 stands in without splits) and the split count.
 pub fn plan(shape: &AttnShape, dtype: DType) -> Result<OpPlan> {
     shape.validate()?;
     let var = variant(shape, dtype)?;
@@ -149,8 +173,10 @@ pub fn plan(shape: &AttnShape, dtype: DType) -> Result<OpPlan> {
         .checked_mul(shape.heads)
         .ok_or(Error::SizeOverflow { kernel: "attention", what: "batch·heads" })?;
     let q_tiles = shape.lq.div_ceil(rows);
+    let splits = key_splits(shape, var);
     let grid_x = bh
         .checked_mul(q_tiles)
+        .and_then(|n| n.checked_mul(splits))
         .ok_or(Error::SizeOverflow { kernel: "attention", what: "grid" })
         .and_then(|n| blocks(n, 1))?;
     // gridDim.x is limited to 2^31 − 1, and the kernel computes blockIdx.x in int.
@@ -165,7 +191,8 @@ pub fn plan(shape: &AttnShape, dtype: DType) -> Result<OpPlan> {
         MaskKind::Additive => 2,
     };
     let mask_buf = if shape.mask == MaskKind::None { 0 } else { 4 };
-    let args = vec![
+    let own_buffers = if shape.mask == MaskKind::None { 4 } else { 5 };
+    let mut args = vec![
         Arg::Buf(0),
         Arg::Buf(1),
         Arg::Buf(2),
@@ -179,17 +206,52 @@ pub fn plan(shape: &AttnShape, dtype: DType) -> Result<OpPlan> {
         Arg::I32(i32::from(shape.causal)),
         Arg::I32(mask_kind),
     ];
-    Ok(OpPlan {
-        launches: vec![LaunchPlan {
+    let mut launches = Vec::new();
+    let mut scratch_bytes = Vec::new();
+    if let Variant::Fa2 { .. } = var {
+        let (part_o, part_ml) = if splits > 1 { (own_buffers, own_buffers + 1) } else { (0, 0) };
+        args.extend([Arg::Buf(part_o), Arg::Buf(part_ml), Arg::I32(splits as i32)]);
+        if splits > 1 {
+            let too_big = || Error::SizeOverflow { kernel: "attention", what: "split-KV scratch" };
+            let rows = bh.checked_mul(shape.lq).ok_or_else(too_big)?;
+            let elems = rows.checked_mul(shape.head_dim).ok_or_else(too_big)?;
+            scratch_bytes = vec![
+                elems.checked_mul(4 * splits).ok_or_else(too_big)?,
+                rows.checked_mul(8 * splits).ok_or_else(too_big)?,
+            ];
+            let combine_blocks = blocks(elems, THREADS as usize)?;
+            if combine_blocks > i32::MAX as u32 {
+                return Err(Error::Unsupported(format!("attention combine grid of {combine_blocks} blocks")));
+            }
+            launches.push(LaunchPlan {
+                kernel: if dtype == DType::BF16 { "attention_combine_bf16" } else { "attention_combine_f16" },
+                source: SOURCE,
+                grid: [combine_blocks, 1, 1],
+                block: [THREADS, 1, 1],
+                smem_bytes: 0,
+                args: vec![
+                    Arg::Buf(part_o),
+                    Arg::Buf(part_ml),
+                    Arg::Buf(3),
+                    Arg::I32(dim(rows, "batch·heads·lq")?),
+                    Arg::I32(dim(shape.head_dim, "head_dim")?),
+                    Arg::I32(splits as i32),
+                ],
+            });
+        }
+    }
+    launches.insert(
+        0,
+        LaunchPlan {
             kernel: kernel_name(var, dtype),
             source: SOURCE,
             grid: [grid_x, 1, 1],
             block: [THREADS, 1, 1],
             smem_bytes: smem,
             args,
-        }],
-        scratch_bytes: Vec::new(),
-    })
+        },
+    );
+    Ok(OpPlan { launches, scratch_bytes })
 }
 
 #[cfg(test)]
@@ -236,13 +298,14 @@ mod tests {
 
     #[test]
     fn plan_grid_args_and_shared_memory() {
-        let s = AttnShape::new(2, 3, 65, 129, 80).with_causal(true).with_mask(MaskKind::Additive).with_scale(0.3);
+        // Enough blocks: one launch, no split, dummy scratch arguments.
+        let s = AttnShape::new(8, 32, 65, 129, 80).with_causal(true).with_mask(MaskKind::Additive).with_scale(0.3);
         let p = plan(&s, DType::BF16).unwrap();
         assert!(p.scratch_bytes.is_empty());
         let l = &p.launches[..];
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].kernel, "attention_fa2d128_bf16");
-        assert_eq!(l[0].grid, [2 * 3 * 2, 1, 1]);
+        assert_eq!(l[0].grid, [8 * 32 * 2, 1, 1]);
         assert_eq!(l[0].block, [128, 1, 1]);
         assert_eq!(l[0].smem_bytes, 2 * (64 * 128 + 4 * 64 * 128));
         assert_eq!(
@@ -253,13 +316,16 @@ mod tests {
                 Arg::Buf(2),
                 Arg::Buf(3),
                 Arg::Buf(4),
-                Arg::I32(3),
+                Arg::I32(32),
                 Arg::I32(65),
                 Arg::I32(129),
                 Arg::I32(80),
                 Arg::F32(0.3),
                 Arg::I32(1),
-                Arg::I32(2)
+                Arg::I32(2),
+                Arg::Buf(0),
+                Arg::Buf(0),
+                Arg::I32(1)
             ]
         );
         let s = AttnShape::new(1, 2, 33, 7, 59).with_mask(MaskKind::Boolean);
@@ -267,12 +333,44 @@ mod tests {
         let l = &p.launches[0];
         assert_eq!((l.kernel, l.grid), ("attention_simt_f32", [2 * 3, 1, 1]));
         assert_eq!(l.smem_bytes, 4 * (16 * 59 + 32 * 59 + 32 * 59));
-        assert_eq!((l.args[4], l.args[11]), (Arg::Buf(4), Arg::I32(1)));
+        assert_eq!((l.args.len(), l.args[4], l.args[11]), (12, Arg::Buf(4), Arg::I32(1)));
         let p = plan(&AttnShape::new(1, 2, 33, 7, 64), DType::F32).unwrap();
         assert_eq!((p.launches[0].args[4], p.launches[0].args[11]), (Arg::Buf(0), Arg::I32(0)));
         assert_eq!(p.launches[0].smem_bytes, 4 * (16 * 64 + 32 * 65 + 32 * 64));
         // The default scale reaches the kernel.
         assert_eq!(p.launches[0].args[9], Arg::F32(0.125));
+    }
+
+    #[test]
+    fn decode_shapes_split_the_keys_and_combine() {
+        // Llama-style decode: 32 heads, one query, 2048 keys: 32 blocks alone would leave most SMs idle.
+        let s = AttnShape::new(1, 32, 1, 2048, 128).with_causal(true);
+        let splits = key_splits(&s, variant(&s, DType::F16).unwrap());
+        assert_eq!(splits, 9);
+        let p = plan(&s, DType::F16).unwrap();
+        assert_eq!(p.scratch_bytes, [splits * 32 * 128 * 4, splits * 32 * 8]);
+        let (main, combine) = (&p.launches[0], &p.launches[1]);
+        assert_eq!((main.kernel, main.grid[0]), ("attention_fa2d128_f16", 32 * 9));
+        assert_eq!(main.args[12..], [Arg::Buf(4), Arg::Buf(5), Arg::I32(9)]);
+        assert_eq!(combine.kernel, "attention_combine_f16");
+        assert_eq!(combine.grid, [32 * 128 / 128, 1, 1]);
+        assert_eq!(combine.args, [Arg::Buf(4), Arg::Buf(5), Arg::Buf(3), Arg::I32(32), Arg::I32(128), Arg::I32(9)]);
+        // With a mask the scratch buffers move up by one; never more splits than key tiles, nor than MAX_SPLITS.
+        let s = AttnShape::new(1, 1, 3, 200, 136).with_mask(MaskKind::Boolean);
+        let p = plan(&s, DType::BF16).unwrap();
+        assert_eq!(key_splits(&s, variant(&s, DType::BF16).unwrap()), 7, "200 keys in 32-key tiles");
+        assert_eq!(p.launches[0].args[12..], [Arg::Buf(5), Arg::Buf(6), Arg::I32(7)]);
+        assert_eq!(p.launches[1].kernel, "attention_combine_bf16");
+        let s = AttnShape::new(1, 1, 1, 100_000, 64);
+        assert_eq!(key_splits(&s, variant(&s, DType::F16).unwrap()), MAX_SPLITS);
+        // One key tile, or the SIMT kernels: no split.
+        let s = AttnShape::new(1, 1, 1, 64, 64);
+        assert_eq!(
+            (key_splits(&s, variant(&s, DType::F16).unwrap()), plan(&s, DType::F16).unwrap().launches.len()),
+            (1, 1)
+        );
+        let s = AttnShape::new(1, 1, 1, 2048, 64);
+        assert_eq!(plan(&s, DType::F32).unwrap().launches.len(), 1);
     }
 
     #[test]
