@@ -64,7 +64,12 @@ pub struct BenchEnv {
 impl BenchEnv {
     /// Detects the mode, the CUDA device and the meters, and prints what will run and what is skipped and why.
     pub fn new(op: &'static str) -> BenchEnv {
-        let quick = std::env::var("JOULE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        // criterion runs each benchmark once, untimed, when the binary is started without `--bench` (`cargo test
+        // --benches`) or with `--test`; the quick sizes keep that short too.
+        let args: Vec<String> = std::env::args().collect();
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let test_mode = !has("--bench") || has("--test") || has("--list");
+        let quick = test_mode || std::env::var("JOULE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let cuda = CudaRuntime::shared().map_err(|e| e.to_string());
         let meters = joule_energy_config();
         let cpu_joules = match Joules::cpu(&meters) {
@@ -86,7 +91,11 @@ impl BenchEnv {
         };
         println!(
             "[{op}] mode: {} | threads: {} | CPU energy: {} | GPU: {}",
-            if quick { "quick (JOULE_BENCH_QUICK=1)" } else { "default (JOULE_BENCH_QUICK=1 for a quick run)" },
+            match (test_mode, quick) {
+                (true, _) => "test (each benchmark once, quick sizes)",
+                (false, true) => "quick (JOULE_BENCH_QUICK=1)",
+                (false, false) => "default (JOULE_BENCH_QUICK=1 for a quick run)",
+            },
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             match &cpu_joules {
                 Ok(j) => j.method().to_string(),
@@ -118,13 +127,15 @@ impl BenchEnv {
 
     fn configure<M: Measurement>(&self, c: Criterion<M>, energy: Option<&Joules>) -> Criterion<M> {
         let c = match (self.quick, energy) {
-            // Energy: each sample is one window of at least the meter's minimum (batched by Joules::measure), so
-            // the measurement time is sized from it: 10 samples of about one window each.
+            // Energy: each sample is one window of at least the meter's minimum (Joules::measure repeats a short batch
+            // until it is, with 20 % margin, after one probe window), so the measurement time is sized from it: 10
+            // samples of about one window each. criterion's warm-up sees a whole window per call, so it then asks
+            // for one or two calls per sample: the run time is ~10 windows whatever this says.
             (_, Some(j)) => {
                 let window = j.policy().min_window_s.max(0.05);
                 c.sample_size(10)
                     .warm_up_time(Duration::from_millis(if self.quick { 100 } else { 500 }))
-                    .measurement_time(Duration::from_secs_f64(10.0 * window * 1.1))
+                    .measurement_time(Duration::from_secs_f64(10.0 * window * 2.0))
             }
             (true, None) => {
                 c.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1))
