@@ -1,7 +1,7 @@
 // Fused scaled dot-product attention, forward: O = softmax(scale·Q·Kᵀ + mask)·V per (batch, head).
 //
 // Layout: Q, O [batch, heads, lq, d]; K, V [batch, heads, lk, d], contiguous; mask [batch, lq, lk] broadcast over
-// heads (u8: nonzero = keep; or f32 added to the scaled score). The launch plan is crates/joule-launch/src/attention.rs.
+// heads (u8: nonzero = keep; or f32 added to the scaled score). Launch plans: crates/joule-launch/src/attention.rs.
 //
 // attention_fa2d{64,128,256}_{f16,bf16} — FlashAttention-2 on tensor cores (head dim d a multiple of 8, ≤ 256; the
 // template's D is d rounded up to 64, 128 or 256 and loads beyond d are predicated off or zero-filled):
