@@ -173,12 +173,13 @@ fn chart_roofline(res: &ResultsFile, path: &Path) -> Result<()> {
             y0 = y0.min(bw * x0);
         }
     }
-    write_svg(path, 1000, 680, |root| {
+    write_svg(path, 1000, 680, |full| {
         let e = plot_err(path);
-        let mut chart = ChartBuilder::on(root)
+        let (root, footer) = full.split_vertically(650);
+        let mut chart = ChartBuilder::on(&root)
             .caption("Throughput vs arithmetic intensity (median GFLOP/s, min_bytes model)", ("sans-serif", 18))
             .margin(15)
-            .x_label_area_size(70)
+            .x_label_area_size(50)
             .y_label_area_size(70)
             .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
             .map_err(&e)?;
@@ -237,7 +238,7 @@ fn chart_roofline(res: &ResultsFile, path: &Path) -> Result<()> {
         } else {
             "markers: ● f32  ▲ f16  × bf16 · ceilings: datasheet peaks (see legend)".to_string()
         };
-        root.draw(&Text::new(note, (85, 655), ("sans-serif", 12))).map_err(&e)?;
+        footer.draw(&Text::new(note, (85, 5), ("sans-serif", 12))).map_err(&e)?;
         Ok(())
     })
 }
