@@ -538,3 +538,26 @@ fn emu_buffers_round_trip_and_refuse_bad_conversions() {
     assert!(EmuBuffer::zeroed("empty", 0).unwrap().is_empty());
     assert!(EmuBuffer::poisoned("p", 8).unwrap().to_vec::<f32>().unwrap().iter().all(|x| x.is_nan()));
 }
+
+#[test]
+fn every_primitive_of_the_cuda_branch_of_common_cuh_is_emulated() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cuda");
+    let common = std::fs::read_to_string(dir.join("common.cuh")).unwrap();
+    let emu = std::fs::read_to_string(dir.join("emu/emu.h")).unwrap();
+    let start = common.find("#else").expect("common.cuh has a CUDA branch after #else");
+    let end = common.find("#endif  // JOULE_EMULATE").expect("common.cuh closes the CUDA branch");
+    let mut names = Vec::new();
+    for line in common[start..end].lines() {
+        // `JOULE_DEVICE <type> <name>(` declares a primitive.
+        if let Some(rest) = line.trim_start().strip_prefix("JOULE_DEVICE ")
+            && let Some(open) = rest.find('(')
+            && let Some(name) = rest[..open].split_whitespace().last()
+        {
+            names.push(name.to_string());
+        }
+    }
+    assert!(names.len() > 30, "found only {names:?}");
+    for n in names {
+        assert!(emu.contains(&format!(" {n}(")), "common.cuh's `{n}` has no emulated version in cuda/emu/emu.h");
+    }
+}
