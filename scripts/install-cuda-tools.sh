@@ -24,6 +24,10 @@ cu="$dest/nvidia/cu13"
 bin="$(dirname "$(find "$dest" -name ptxas -type f | head -n1)")"
 lib="$(dirname "$(find "$dest" -name 'libnvrtc.so*' | head -n1)")"
 chmod +x "$bin"/* 2>/dev/null || true
+# Only the tools the checks use go on PATH. nvcc stays off it: the wheels lack the CCCL headers nvcc needs, and with
+# nvcc on PATH build.rs would try (and fail) to precompile PTX on every build.
+mkdir -p "$dest/bin"
+for tool in ptxas cuobjdump nvdisasm; do ln -sf "$bin/$tool" "$dest/bin/$tool"; done
 echo "export JOULE_CUDA_INCLUDE='$cu/include'"
-echo "export PATH='$bin':\"\$PATH\""
+echo "export PATH='$dest/bin':\"\$PATH\""
 echo "export LD_LIBRARY_PATH='$lib':\"\${LD_LIBRARY_PATH:-}\""
