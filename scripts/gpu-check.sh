@@ -91,7 +91,7 @@ run() {
     grep -E 'NOT FOUND|JOULE_CUDA_INCLUDE=unset' "$env" && status=1
 
     echo "== GPU tests (tests/gpu.rs, --ignored)"
-    timeout "${GPU_CHECK_TEST_TIMEOUT:-200}" "$bin/tests" --ignored --test-threads=8 gpu:: >"$out/gpu-tests.log" 2>&1
+    timeout "${GPU_CHECK_TEST_TIMEOUT:-200}" "$bin/tests" --include-ignored --test-threads=8 gpu:: >"$out/gpu-tests.log" 2>&1
     local rc_tests=$?
     echo "== NVRTC/ptxas checks with this machine's CUDA (tests/nvrtc.rs)"
     timeout 120 "$bin/tests" nvrtc:: --nocapture >"$out/nvrtc-tests.log" 2>&1

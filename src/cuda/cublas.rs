@@ -43,6 +43,10 @@ impl CudaRuntime {
             (DType::BF16, _) => (cudaDataType_t::CUDA_R_16BF, cublasComputeType_t::CUBLAS_COMPUTE_32F),
         };
         let (alpha, beta) = (shape.alpha, shape.beta);
+        // cuBLAS calls run in the calling thread's current context.
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| Error::Cuda { context: "bind context".into(), message: e.to_string() })?;
         let (pa, pb, pc) = (self.ptr(a), self.ptr(b), self.ptr_mut(c));
         let mut blas = self.blas.lock().map_err(|_| Error::Cuda {
             context: "cuBLAS".into(),
