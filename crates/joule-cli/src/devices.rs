@@ -7,6 +7,14 @@ use joule_energy::{AbsentMeter, EstimateModel, MeterConfig, MeterInfo, Method, s
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// `println!` that ignores a closed stdout (e.g. piped into `head`) instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Arguments of `joule devices`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,8 +24,8 @@ pub struct Args {
     /// CPU power at full load (W) for the estimate, instead of the CodeCarbon table.
     #[arg(long, value_name = "WATTS")]
     cpu_tdp: Option<f64>,
-    /// Country (ISO 3166-1 alpha-3, e.g. FRA) to show the carbon intensity that `joule track` would use.
-    #[arg(long, value_name = "ISO3")]
+    /// Country (ISO 3166-1 code such as FRA or FR, or English name): shows the intensity `joule track` would use.
+    #[arg(long, value_name = "CODE")]
     country: Option<String>,
     /// Sub-national region (US state, Canadian or Chinese province, Nordic zone) for the carbon intensity.
     #[arg(long)]
@@ -49,7 +57,7 @@ pub fn main(args: Args) -> Result<()> {
     });
     let report = DevicesReport { meters, absent: selection.absent.clone(), estimate, carbon_intensity: intensity };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     print_text(&report, &config);
@@ -58,9 +66,9 @@ pub fn main(args: Args) -> Result<()> {
 
 fn print_meter(m: &MeterInfo) {
     let kind = if m.method.is_measurement() { "measured" } else { "a model, not a measurement" };
-    println!("  meter    {} [{}: {kind}]", m.name, m.method);
-    println!("  scope    {}", m.scope);
-    println!(
+    out!("  meter    {} [{}: {kind}]", m.name, m.method);
+    out!("  scope    {}", m.scope);
+    out!(
         "  limits   resolution {} J, updates every {} s, windows under {} s are imprecise",
         fmt_num(m.resolution_j),
         fmt_num(m.update_period_s),
@@ -72,29 +80,28 @@ fn print_text(r: &DevicesReport, config: &MeterConfig) {
     let cpu = &r.meters[0];
     match &r.estimate {
         Some(e) => {
-            println!("CPU      {} ({} logical CPUs, {:.1} GiB RAM)", e.cpu_model, e.logical_cpus, e.ram_total_gb)
+            out!("CPU      {} ({} logical CPUs, {:.1} GiB RAM)", e.cpu_model, e.logical_cpus, e.ram_total_gb)
         }
-        None => println!(
-            "CPU      {}",
-            joule_energy::cpu_model_name(&config.proc_root).unwrap_or_else(|| "unknown CPU".into())
-        ),
+        None => {
+            out!("CPU      {}", joule_energy::cpu_model_name(&config.proc_root).unwrap_or_else(|| "unknown CPU".into()))
+        }
     }
     print_meter(cpu);
     if let Some(e) = &r.estimate {
-        println!("  model    {}", e.describe());
+        out!("  model    {}", e.describe());
     }
     let gpus = &r.meters[1..];
     if gpus.is_empty() {
-        println!("GPU      none metered");
+        out!("GPU      none metered");
     }
     for g in gpus {
-        println!("GPU {}    {}", g.device_index, g.name.trim_start_matches("NVML "));
+        out!("GPU {}    {}", g.device_index, g.name.trim_start_matches("NVML "));
         print_meter(g);
     }
     if !r.absent.is_empty() {
-        println!("Not used");
+        out!("Not used");
         for a in &r.absent {
-            println!("  {:<6} ({}) {}", a.meter, a.device, a.reason);
+            out!("  {:<6} ({}) {}", a.meter, a.device, a.reason);
         }
     }
     let c = &r.carbon_intensity;
@@ -103,17 +110,17 @@ fn print_text(r: &DevicesReport, config: &MeterConfig) {
         (None, Some(country)) => country.clone(),
         _ => "world average".into(),
     };
-    println!(
+    out!(
         "Carbon   {} g CO2e/kWh ({place}; {}{})",
         fmt_num(c.g_per_kwh),
         c.source,
         c.year.map(|y| format!(", {y}")).unwrap_or_default(),
     );
     for n in c.notes.iter().filter(|n| !n.starts_with("no country given")) {
-        println!("         {n}");
+        out!("         {n}");
     }
     if c.country_iso.is_none() {
-        println!("         pass --country ISO3 (e.g. FRA, USA) to `joule track` for a local figure");
+        out!("         pass --country (e.g. FR, USA, Germany) to `joule track` for a local figure");
     }
 }
 

@@ -10,6 +10,14 @@ use joule_energy::{
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `eprintln!` that ignores a closed stderr (e.g. piped into `head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Arguments of `joule track`.
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -20,8 +28,8 @@ pub struct Args {
     /// Experiment id written to emissions.csv (CodeCarbon's default id unless given).
     #[arg(long)]
     experiment_id: Option<String>,
-    /// Country where the electricity is used: ISO 3166-1 alpha-3 code (FRA, USA, DEU…) or English name.
-    #[arg(long, value_name = "ISO3")]
+    /// Country where the electricity is used: ISO 3166-1 code (FRA or FR, USA or US…) or English name.
+    #[arg(long, value_name = "CODE")]
     country: Option<String>,
     /// Sub-national region: US state (name or code), Canadian or Chinese province, Nordic bidding zone (SE3…).
     #[arg(long)]
@@ -91,7 +99,7 @@ fn run(args: &Args) -> Result<i32> {
     let code = match status {
         Ok(s) => exit_code(s),
         Err(e) => {
-            eprintln!("joule track: cannot run `{shown}`: {e} (nothing written)");
+            say!("joule track: cannot run `{shown}`: {e} (nothing written)");
             return Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 });
         }
     };
@@ -100,7 +108,7 @@ fn run(args: &Args) -> Result<i32> {
     write_emissions_csv(&csv, &[report.to_csv_row()])?;
     write_json_atomic(&json, &report)?;
     print_report(&report, &shown, code);
-    eprintln!("  written  {} (row appended), {}", csv.display(), json.display());
+    say!("  written  {} (row appended), {}", csv.display(), json.display());
     Ok(code)
 }
 
@@ -157,9 +165,9 @@ fn print_report(r: &EmissionsReport, shown: &str, code: i32) {
     } else {
         r.methods.gpu.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("+")
     };
-    eprintln!();
-    eprintln!("joule track: `{shown}` exited with status {code} after {} s", fmt_num(r.duration_s));
-    eprintln!(
+    say!();
+    say!("joule track: `{shown}` exited with status {code} after {} s", fmt_num(r.duration_s));
+    say!(
         "  energy   {} = cpu {} [{}] + ram {} [{}] + gpu {} [{gpu_method}]",
         fmt_energy_kwh(e.total),
         fmt_energy_kwh(e.cpu),
@@ -168,13 +176,13 @@ fn print_report(r: &EmissionsReport, shown: &str, code: i32) {
         method_label(r.methods.ram),
         fmt_energy_kwh(e.gpu),
     );
-    eprintln!(
+    say!(
         "  power    cpu {} W, ram {} W, gpu {} W (averages)",
         fmt_num(r.power_w.cpu),
         fmt_num(r.power_w.ram),
         fmt_num(r.power_w.gpu)
     );
-    eprintln!(
+    say!(
         "  load     CPU {} % busy (whole machine, all processes), RAM {} % in use",
         fmt_num(r.cpu_utilization_percent),
         fmt_num(r.ram_utilization_percent)
@@ -185,7 +193,7 @@ fn print_report(r: &EmissionsReport, shown: &str, code: i32) {
         IntensityLevel::World => "world average".to_owned(),
         _ => [c.region.clone(), c.country_name.clone()].into_iter().flatten().collect::<Vec<_>>().join(", "),
     };
-    eprintln!(
+    say!(
         "  carbon   {} CO2e at {} g/kWh ({place}{}), PUE {}",
         fmt_mass_kg(r.emissions_kg),
         fmt_num(c.g_per_kwh),
@@ -193,11 +201,11 @@ fn print_report(r: &EmissionsReport, shown: &str, code: i32) {
         fmt_num(r.pue)
     );
     for n in &c.notes {
-        eprintln!("  note     {n}");
+        say!("  note     {n}");
     }
     if [r.methods.cpu, r.methods.ram].contains(&Some(Method::Estimated)) {
-        eprintln!("  note     `estimated` is a model (CPU TDP × utilisation, RAM per DIMM), not a measurement:");
-        eprintln!("           `joule devices` shows the model and why RAPL/NVML are not used here");
+        say!("  note     `estimated` is a model (CPU TDP × utilisation, RAM per DIMM), not a measurement:");
+        say!("           `joule devices` shows the model and why RAPL/NVML are not used here");
     }
 }
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 CC_VERSION = "3.3.2"
+# ISO 3166-1 alpha-2 codes (so users may type "FR" as well as "FRA"): Debian's iso-codes package (4.15.0).
+ISO_CODES_JSON = Path("/usr/share/iso-codes/json/iso_3166-1.json")
 LBS_MWH_TO_G_KWH = 0.45359237  # 1 lb/MWh = 0.45359237 g/kWh (codecarbon's EmissionsPerKWh.from_lbs_per_mWh)
 # codecarbon's _region_energy_mix_to_emissions_rate factors, kg/kWh (responsibleproblemsolving/energy-usage)
 CANADA_FACTORS = {"coal": 0.995725971, "petroleum": 0.8166885263, "naturalGas": 0.7438415916}
@@ -43,10 +45,13 @@ def main(cc: Path, out: Path) -> None:
     # --- Carbon intensity ------------------------------------------------------------------------------------------
     pi = data / "private_infra"
     per_source = json.load(open(pi / "carbon_intensity_per_source.json"))
+    alpha2 = {}
+    if ISO_CODES_JSON.exists():
+        alpha2 = {c["alpha_3"]: c["alpha_2"] for c in json.load(open(ISO_CODES_JSON))["3166-1"]}
     countries = {}
     for iso, v in json.load(open(pi / "global_energy_mix.json")).items():
-        countries[iso.upper()] = {"name": v["country_name"], "g_per_kwh": round(float(v["carbon_intensity"]), 3),
-                                  "year": v["year"]}
+        countries[iso.upper()] = {"name": v["country_name"], "alpha2": alpha2.get(iso.upper(), ""),
+                                  "g_per_kwh": round(float(v["carbon_intensity"]), 3), "year": v["year"]}
     regions = {}
     usa = json.load(open(pi / "2023" / "usa_emissions.json"))
     src = usa["_source"]
@@ -89,7 +94,7 @@ def main(cc: Path, out: Path) -> None:
     doc = {
         "_about": f"Grid carbon intensity, g CO2e/kWh, converted from codecarbon {CC_VERSION} (MIT licence) by "
                   "crates/joule-energy/data/convert_codecarbon.py. Countries: codecarbon global_energy_mix.json "
-                  "(Our World in Data / Ember, the year given per country).",
+                  "(Our World in Data / Ember, the year given per country); alpha-2 codes from Debian iso-codes 4.15.0.",
         "world_average": {"g_per_kwh": float(per_source["world_average"]), "source": per_source["world_average_source"],
                           "year": 2019},
         "countries": dict(sorted(countries.items())),

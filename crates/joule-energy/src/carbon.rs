@@ -2,7 +2,7 @@
 //!
 //! Data (`data/carbon_intensity.json`, converted from the codecarbon 3.3.2 wheel, MIT licence, by
 //! `data/convert_codecarbon.py`):
-//! * 213 countries by ISO 3166-1 alpha-3 code: Our World in Data / Ember generation mixes (2022 for most; the year is
+//! * 213 countries by ISO 3166-1 alpha-3 or alpha-2 code (alpha-2 from Debian's iso-codes 4.15.0): Our World in Data / Ember generation mixes (2022 for most; the year is
 //!   kept per country);
 //! * sub-national regions: US states (EPA eGRID 2023, CO2e), Canadian provinces (2023 generation mix × per-source
 //!   factors, as CodeCarbon computes it), Chinese provinces (MEE/NBS 2023, CO2 only), Nordic bidding zones
@@ -40,6 +40,9 @@ struct WorldAverage {
 #[derive(Deserialize)]
 struct Country {
     name: String,
+    /// ISO 3166-1 alpha-2 code ("" when unknown).
+    #[serde(default)]
+    alpha2: String,
     g_per_kwh: f64,
     year: u32,
 }
@@ -75,7 +78,7 @@ const COUNTRY_SOURCE: &str = "Our World in Data / Ember electricity mix, via cod
 /// What to look up. Every field is optional; matching is case-insensitive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IntensityQuery {
-    /// Country: ISO 3166-1 alpha-3 code ("FRA", "USA") or English name ("France").
+    /// Country: ISO 3166-1 alpha-3 code ("FRA", "USA"), alpha-2 code ("FR", "US") or English name ("France").
     pub country: Option<String>,
     /// Sub-national region: US state name or code ("california", "CA"), Canadian province, Chinese province
     /// ("beijing", "CN-BJ"), Nordic bidding zone ("SE3").
@@ -133,7 +136,10 @@ fn find_country<'a>(d: &'a Data, q: &str) -> Option<(&'a str, &'a Country)> {
         return Some((k, c));
     }
     let low = q.trim().to_lowercase();
-    d.countries.iter().find(|(_, c)| c.name.to_lowercase() == low).map(|(k, c)| (k.as_str(), c))
+    d.countries
+        .iter()
+        .find(|(_, c)| c.name.to_lowercase() == low || (up.len() == 2 && c.alpha2 == up))
+        .map(|(k, c)| (k.as_str(), c))
 }
 
 fn find_region<'a>(set: &'a RegionSet, q: &str) -> Option<(&'a str, &'a Region)> {
@@ -214,7 +220,9 @@ pub fn lookup(q: &IntensityQuery) -> CarbonIntensity {
         Some(c) => match find_country(d, c) {
             Some(hit) => Some(hit),
             None => {
-                notes.push(format!("country {c:?} not found (use an ISO 3166-1 alpha-3 code such as \"FRA\")"));
+                notes.push(format!(
+                    "country {c:?} not found (use an ISO 3166-1 code such as \"FRA\" or \"FR\", or an English name)"
+                ));
                 None
             }
         },
@@ -305,6 +313,8 @@ mod tests {
         assert_eq!(fra.level, IntensityLevel::Country);
         assert_eq!(fra.country_name.as_deref(), Some("France"));
         assert_eq!(lookup(&q(Some("France"), None)).g_per_kwh, fra.g_per_kwh);
+        let fr = lookup(&q(Some("fr"), None));
+        assert_eq!((fr.country_iso.as_deref(), fr.g_per_kwh), (Some("FRA"), fra.g_per_kwh));
 
         let ca = lookup(&q(Some("USA"), Some("CA")));
         assert_eq!(ca.level, IntensityLevel::Region);
