@@ -128,6 +128,41 @@ impl DeviceMask {
     }
 }
 
+/// A kernel argument's value, as cuLaunchKernel reads it (through a pointer to it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ArgValue {
+    /// A device address (a `gptr<T>` parameter).
+    Ptr(u64),
+    /// An `int` parameter.
+    I32(i32),
+    /// A `float` parameter.
+    F32(f32),
+}
+
+impl ArgValue {
+    fn as_param(&mut self) -> *mut std::ffi::c_void {
+        match self {
+            ArgValue::Ptr(p) => p as *mut u64 as *mut std::ffi::c_void,
+            ArgValue::I32(i) => i as *mut i32 as *mut std::ffi::c_void,
+            ArgValue::F32(x) => x as *mut f32 as *mut std::ffi::c_void,
+        }
+    }
+}
+
+/// The values of a launch's arguments: buffer indices resolved against the call's buffer addresses.
+fn marshal(args: &[Arg], buffers: &[u64]) -> std::result::Result<Vec<ArgValue>, String> {
+    args.iter()
+        .map(|arg| match *arg {
+            Arg::Buf(i) => buffers
+                .get(i)
+                .map(|&p| ArgValue::Ptr(p))
+                .ok_or_else(|| format!("the plan names buffer {i}, the call has {}", buffers.len())),
+            Arg::I32(v) => Ok(ArgValue::I32(v)),
+            Arg::F32(v) => Ok(ArgValue::F32(v)),
+        })
+        .collect()
+}
+
 /// One CUDA device with its stream, its loaded modules and a scratch pool. All work goes to one stream, in order;
 /// the `run_*` methods are asynchronous (call [`CudaRuntime::synchronize`] before reading a clock), the upload and
 /// download methods are not.
@@ -359,31 +394,9 @@ impl CudaRuntime {
             }
             let f = self.function(launch.kernel, launch.source, launch.smem_bytes)?;
             // Argument values first (they must not move), then the pointer array cuLaunchKernel reads.
-            #[derive(Clone, Copy)]
-            enum Val {
-                P(u64),
-                I(i32),
-                F(f32),
-            }
-            let mut vals: Vec<Val> = Vec::with_capacity(launch.args.len());
-            for arg in &launch.args {
-                vals.push(match *arg {
-                    Arg::Buf(i) => Val::P(*all.get(i).ok_or_else(|| Error::Cuda {
-                        context: format!("{op}: launch {}", launch.kernel),
-                        message: format!("plan names buffer {i}, the call has {}", all.len()),
-                    })?),
-                    Arg::I32(v) => Val::I(v),
-                    Arg::F32(v) => Val::F(v),
-                });
-            }
-            let mut params: Vec<*mut std::ffi::c_void> = vals
-                .iter_mut()
-                .map(|v| match v {
-                    Val::P(p) => p as *mut u64 as *mut std::ffi::c_void,
-                    Val::I(i) => i as *mut i32 as *mut std::ffi::c_void,
-                    Val::F(x) => x as *mut f32 as *mut std::ffi::c_void,
-                })
-                .collect();
+            let mut vals = marshal(&launch.args, &all)
+                .map_err(|message| Error::Cuda { context: format!("{op}: launch {}", launch.kernel), message })?;
+            let mut params: Vec<*mut std::ffi::c_void> = vals.iter_mut().map(ArgValue::as_param).collect();
             let g = launch.grid;
             let b = launch.block;
             // SAFETY: the function is loaded in this context; `params` points at one value per kernel parameter,
@@ -411,5 +424,27 @@ impl CudaRuntime {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_arguments_resolve_buffers_and_keep_scalars_bit_exact() {
+        let args = [Arg::Buf(2), Arg::I32(-7), Arg::F32(0.1), Arg::Buf(0)];
+        let mut vals = marshal(&args, &[0x1000, 0x2000, 0x3000]).unwrap();
+        assert_eq!(vals, [ArgValue::Ptr(0x3000), ArgValue::I32(-7), ArgValue::F32(0.1), ArgValue::Ptr(0x1000)]);
+        // cuLaunchKernel reads each parameter through its pointer: check what it would read.
+        let params: Vec<_> = vals.iter_mut().map(ArgValue::as_param).collect();
+        // SAFETY: each pointer points into `vals`, which is alive and not moved, at a value of the read type.
+        unsafe {
+            assert_eq!(*(params[0] as *const u64), 0x3000);
+            assert_eq!(*(params[1] as *const i32), -7);
+            assert_eq!((*(params[2] as *const f32)).to_bits(), 0.1f32.to_bits());
+        }
+        let err = marshal(&[Arg::Buf(3)], &[1, 2, 3]).unwrap_err();
+        assert!(err.contains("buffer 3"), "{err}");
     }
 }
