@@ -214,3 +214,55 @@ fn poller_thread_accumulates_without_manual_polls() {
     let w = m.stop().unwrap();
     assert!((joules_of(&w, "package-0") - 5000e-6).abs() < 1e-12, "{w:?}");
 }
+
+/// Reads fail while `deny` is set: a counter that becomes unreadable in the middle of a window.
+struct Flaky {
+    deny: std::sync::atomic::AtomicBool,
+}
+
+impl PowercapFs for Flaky {
+    fn read_to_string(&self, path: &Path) -> io::Result<String> {
+        if self.deny.load(std::sync::atomic::Ordering::SeqCst) && path.ends_with("energy_uj") {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        std::fs::read_to_string(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        RealFs.read_dir(path)
+    }
+}
+
+#[test]
+fn a_read_failing_mid_window_is_noted_and_the_next_delta_spans_it() {
+    let t = FakeTree::server("flaky", Some(1_000_000));
+    let fs = Arc::new(Flaky { deny: false.into() });
+    let mut m = RaplMeter::with_fs(fs.clone(), &t.root, Some(Duration::ZERO)).unwrap();
+    m.start().unwrap(); // package at 900
+    fs.deny.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.set("intel-rapl:0", 1400);
+    m.poll_now(); // fails
+    fs.deny.store(false, std::sync::atomic::Ordering::SeqCst);
+    t.set("intel-rapl:0", 2900);
+    let w = m.stop().unwrap();
+    assert!((joules_of(&w, "package-0") - 2000e-6).abs() < 1e-12, "{w:?}");
+    assert!(w.notes.iter().any(|n| n.contains("a read failed")), "{:?}", w.notes);
+}
+
+#[test]
+fn poll_period_follows_the_smallest_counter_range() {
+    let t = FakeTree::new("period");
+    t.zone("intel-rapl:0", "package-0", 0, Some(262_143_328_850)).zone(
+        "intel-rapl:0:0",
+        "dram",
+        0,
+        Some(1_000_000_000),
+    );
+    let m = RaplMeter::with_fs(Arc::new(RealFs), &t.root, None).unwrap();
+    // dram wraps after 1 kJ: 1 s at 1 kW, so poll every 0.25 s.
+    assert_eq!(m.poll_period(), Some(Duration::from_millis(250)));
+    let t = FakeTree::new("period2");
+    t.zone("intel-rapl:0", "package-0", 0, Some(1000));
+    let m = RaplMeter::with_fs(Arc::new(RealFs), &t.root, None).unwrap();
+    assert_eq!(m.poll_period(), Some(Duration::from_millis(10)), "clamped to 10 ms");
+}
