@@ -55,6 +55,28 @@ macro_rules! emu_suite {
             }
 
             #[test]
+            fn gemm_with_a_split_reduction_matches_the_oracle() {
+                // Few output tiles and a long K: the plan splits K across blocks and adds a reduce launch.
+                assert!(joule_launch::gemm::plan(&GemmShape::new(33, 70, 1100), <T as joule::Element>::DTYPE).unwrap().launches.len() > 1);
+                gemm_matches_oracle::<_, T>(&K, GemmShape::new(33, 70, 1100));
+                gemm_matches_oracle::<_, T>(&K, GemmShape::new(5, 9, 2051).with_scalars(-0.5, 2.0));
+            }
+
+            #[test]
+            fn attention_with_head_dims_up_to_256_and_split_keys_matches_the_oracle() {
+                // d = 256 runs the 32-key-tile kernels; d = 136 pads to 256; one head with many keys splits the
+                // key range across blocks and adds the combine launch.
+                for s in [
+                    AttnShape::new(1, 1, 70, 150, 256),
+                    AttnShape::new(1, 1, 70, 150, 256).with_causal(true),
+                    AttnShape::new(1, 1, 3, 200, 136).with_mask(MaskKind::Boolean),
+                    AttnShape::new(1, 1, 20, 700, 64).with_mask(MaskKind::Additive),
+                ] {
+                    attention_matches_oracle::<_, T>(&K, s);
+                }
+            }
+
+            #[test]
             fn gemm_with_beta_zero_never_reads_nan_or_inf_from_c() {
                 gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&K, 37, 45, 29);
                 gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&K, 3, 2, 0);
@@ -152,4 +174,3 @@ fn the_emulated_backend_is_named_cuda_emulated() {
 fn every_kernel_source_compiles_under_the_emulator() {
     assert!(joule_emu::COMPILE_FAILURES.is_empty(), "{:?}", joule_emu::COMPILE_FAILURES);
 }
-
