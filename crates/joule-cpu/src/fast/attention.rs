@@ -15,34 +15,41 @@ pub(crate) const BQ: usize = 32;
 /// Keys per block of the online softmax.
 pub(crate) const BK: usize = 64;
 
+/// `exp(x)` in f32 for the softmax (arguments are ≤ 0 there): Cody–Waite range reduction `x = n·ln2 + r`,
+/// `|r| ≤ ln2/2`, and the Cephes `expf` polynomial, about 1 ulp; written without branches so a loop over it
+/// vectorises (libm's `expf` is a call per element and dominated the kernel). Below −87 the result is 0 (f32's
+/// normal range ends at e^−87.3), so `exp(−inf) = 0`; NaN stays NaN.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [0.0f32; L];
-    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..L {
-            acc[i] += x[i] * y[i];
-        }
+fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4; // ln 2, high part (exact in f32)
+    const C2: f32 = -2.121_944_4e-4; // ln 2 − C1
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer (round to nearest even)
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = (xc - n * C1) - n * C2;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = e * scale;
+    if x.is_nan() {
+        x
+    } else if x < -87.0 {
+        0.0
+    } else {
+        y
     }
-    for (i, (x, y)) in ar.iter().zip(br).enumerate() {
-        acc[i] += x * y;
-    }
-    // Pairwise tree sum of the lanes.
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0]
 }
 
 struct Scratch {
     q: Vec<f32>,
-    k: Vec<f32>,
+    krow: Vec<f32>,
+    kt: Vec<f32>,
     v: Vec<f32>,
     s: Vec<f32>,
     o: Vec<f32>,
@@ -54,7 +61,8 @@ impl Scratch {
     fn new(d: usize) -> Self {
         Scratch {
             q: vec![0.0; BQ * d],
-            k: vec![0.0; BK * d],
+            krow: vec![0.0; BK * d],
+            kt: vec![0.0; BK * d],
             v: vec![0.0; BK * d],
             s: vec![0.0; BQ * BK],
             o: vec![0.0; BQ * d],
@@ -90,29 +98,40 @@ fn block_body<T: Element>(
     let mut j0 = 0;
     while j0 < key_end {
         let cols = BK.min(key_end - j0);
-        widen_into(&k[j0 * d..(j0 + cols) * d], &mut w.k[..cols * d]);
+        // K block widened into `o`-sized scratch then transposed to [d][BK]: a row of scores is then a sum of
+        // axpys over the keys (vectorised across keys, no horizontal reductions). V stays [cols][d].
         widen_into(&v[j0 * d..(j0 + cols) * d], &mut w.v[..cols * d]);
+        widen_into(&k[j0 * d..(j0 + cols) * d], &mut w.krow[..cols * d]);
+        for c in 0..cols {
+            for t in 0..d {
+                w.kt[t * BK + c] = w.krow[c * d + t];
+            }
+        }
         for r in 0..rows {
             let i = i0 + r;
             let qr = &w.q[r * d..(r + 1) * d];
             let srow = &mut w.s[r * BK..r * BK + cols];
+            srow.fill(0.0);
+            for (t, &qv) in qr.iter().enumerate() {
+                for (sc, &kv) in srow.iter_mut().zip(&w.kt[t * BK..t * BK + cols]) {
+                    *sc += qv * kv;
+                }
+            }
             let mut blk_max = f32::NEG_INFINITY;
+            let plain = !s.causal && mask.is_none();
             for (c, sc) in srow.iter_mut().enumerate() {
-                let j = j0 + c;
-                let m_idx = (b * lq + i) * lk + j;
-                let visible = s.causal_allows(i, j)
-                    && match mask {
-                        Some(AttnMask::Boolean(m)) => m[m_idx] != 0,
-                        _ => true,
-                    };
-                *sc = if visible {
-                    let x = scale * dot(qr, &w.k[c * d..(c + 1) * d]);
+                let x = scale * *sc;
+                *sc = if plain {
+                    x
+                } else {
+                    let j = j0 + c;
+                    let m_idx = (b * lq + i) * lk + j;
                     match mask {
+                        _ if !s.causal_allows(i, j) => f32::NEG_INFINITY,
+                        Some(AttnMask::Boolean(m)) if m[m_idx] == 0 => f32::NEG_INFINITY,
                         Some(AttnMask::Additive(m)) => x + m[m_idx],
                         _ => x,
                     }
-                } else {
-                    f32::NEG_INFINITY
                 };
                 blk_max = blk_max.max(*sc);
             }
@@ -120,7 +139,7 @@ fn block_body<T: Element>(
             if m_new == f32::NEG_INFINITY {
                 continue; // nothing visible yet in this row
             }
-            let corr = (w.m[r] - m_new).exp(); // exp(-inf) = 0 on the first visible block
+            let corr = exp_f32(w.m[r] - m_new); // exp(-inf) = 0 on the first visible block
             w.m[r] = m_new;
             let orow = &mut w.o[r * d..(r + 1) * d];
             if corr != 1.0 {
@@ -128,9 +147,11 @@ fn block_body<T: Element>(
                     *x *= corr;
                 }
             }
+            for sc in srow.iter_mut() {
+                *sc = exp_f32(*sc - m_new);
+            }
             let mut sum = 0.0f32;
-            for (c, &sc) in srow.iter().enumerate() {
-                let p = (sc - m_new).exp();
+            for (c, &p) in srow.iter().enumerate() {
                 if p == 0.0 {
                     continue;
                 }
@@ -210,4 +231,24 @@ pub fn attention<T: Element>(
         );
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_f32;
+
+    #[test]
+    fn exp_f32_is_within_a_few_ulp_of_exp_and_handles_the_softmax_edge_cases() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0f32 + 87.0 * i as f32 / 200_000.0;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp_f32(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 3.0 * 2f64.powi(-24), "worst relative error {worst:e}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-1000.0), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
 }
