@@ -95,12 +95,19 @@ fn run(args: &Args) -> Result<i32> {
     tracker.start()?;
     let shown = args.command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
     let status = Command::new(&args.command[0]).args(&args.command[1..]).status();
-    let report = tracker.stop()?;
+    let stopped = tracker.stop();
     let code = match status {
         Ok(s) => exit_code(s),
         Err(e) => {
             say!("joule track: cannot run `{shown}`: {e} (nothing written)");
             return Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 });
+        }
+    };
+    let report = match stopped {
+        Ok(r) => r,
+        Err(e) => {
+            say!("joule track: `{shown}` exited with status {code}, but no report could be made: {e}");
+            return Ok(code);
         }
     };
     let csv = args.output_dir.join("emissions.csv");

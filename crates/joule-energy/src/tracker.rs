@@ -153,6 +153,8 @@ pub struct TaskReport {
     pub methods: ComponentMethods,
     /// Every meter's window.
     pub windows: Vec<EnergyWindow>,
+    /// Meters that failed to start or stop during the task (their energy is missing).
+    pub failed: Vec<AbsentMeter>,
 }
 
 /// The machine the report was made on.
@@ -215,7 +217,7 @@ pub struct EmissionsReport {
     pub ram_used_gb: f64,
     /// The machine.
     pub machine: MachineInfo,
-    /// Meters not used, and why.
+    /// Meters not used, and why (including meters that failed during the run: their energy is missing).
     pub absent: Vec<AbsentMeter>,
     /// Every meter's window for the whole run.
     pub windows: Vec<EnergyWindow>,
@@ -405,9 +407,7 @@ impl Tracker {
         }
         let mut meters = select_meters(&self.config.meters);
         let stat = read_proc_stat(&self.config.meters.proc_root);
-        for m in meters.all_mut() {
-            m.start()?;
-        }
+        start_all(&mut meters)?;
         self.run = Some((Instant::now(), meters, stat));
         Ok(())
     }
@@ -418,9 +418,8 @@ impl Tracker {
             return Err(Error::InvalidArgument(format!("task {name:?} started before the tracker")));
         }
         let mut meters = select_meters(&self.config.meters);
-        for m in meters.all_mut() {
-            m.start()?;
-        }
+        meters.absent.clear(); // the run already reported the meters absent here
+        start_all(&mut meters)?;
         self.tasks.push(OpenTask { name: name.to_owned(), started: Instant::now(), meters });
         Ok(())
     }
@@ -429,7 +428,7 @@ impl Tracker {
     pub fn stop_task(&mut self) -> Result<TaskReport> {
         let path = self.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join("/");
         let mut task = self.tasks.pop().ok_or_else(|| Error::InvalidArgument("no open task to stop".into()))?;
-        let windows = stop_all(&mut task.meters)?;
+        let windows = stop_all(&mut task.meters);
         let duration_s = task.started.elapsed().as_secs_f64();
         let (energy_kwh, _, methods) = summarize(&windows, duration_s);
         let report = TaskReport {
@@ -440,6 +439,7 @@ impl Tracker {
             emissions_kg: carbon::emissions_kg(energy_kwh.total, self.intensity.g_per_kwh, self.config.pue),
             methods,
             windows,
+            failed: task.meters.absent,
         };
         self.done.push(report.clone());
         Ok(report)
@@ -452,7 +452,7 @@ impl Tracker {
         }
         let (started, mut meters, stat0) =
             self.run.take().ok_or_else(|| Error::InvalidArgument("tracker stopped before it started".into()))?;
-        let windows = stop_all(&mut meters)?;
+        let windows = stop_all(&mut meters);
         let duration_s = started.elapsed().as_secs_f64();
         let stat1 = read_proc_stat(&self.config.meters.proc_root);
         let (energy_kwh, power_w, methods) = summarize(&windows, duration_s);
@@ -506,10 +506,42 @@ impl Tracker {
     }
 }
 
-fn stop_all(meters: &mut MeterSelection) -> Result<Vec<EnergyWindow>> {
-    // Stop every meter even if one fails, then report the first failure.
-    let results: Vec<Result<EnergyWindow>> = meters.all_mut().map(|m| m.stop()).collect();
-    results.into_iter().collect()
+/// Starts every meter. A GPU meter that fails to start is moved to `absent` (the run goes on without it); the CPU
+/// meter failing is an error.
+fn start_all(meters: &mut MeterSelection) -> Result<()> {
+    meters.cpu.start()?;
+    let mut kept = Vec::with_capacity(meters.gpus.len());
+    for mut g in std::mem::take(&mut meters.gpus) {
+        match g.start() {
+            Ok(()) => kept.push(g),
+            Err(e) => meters.absent.push(AbsentMeter {
+                meter: g.info().name.clone(),
+                device: g.info().device,
+                reason: format!("failed to start: {e}"),
+            }),
+        }
+    }
+    meters.gpus = kept;
+    Ok(())
+}
+
+/// Stops every meter; one that fails is recorded in `absent` (its energy is missing, and said to be), the others'
+/// windows are kept.
+fn stop_all(meters: &mut MeterSelection) -> Vec<EnergyWindow> {
+    let mut windows = Vec::new();
+    let mut failed = Vec::new();
+    for m in meters.all_mut() {
+        match m.stop() {
+            Ok(w) => windows.push(w),
+            Err(e) => failed.push(AbsentMeter {
+                meter: m.info().name.clone(),
+                device: m.info().device,
+                reason: format!("failed during the window: {e}"),
+            }),
+        }
+    }
+    meters.absent.extend(failed);
+    windows
 }
 
 /// Energy (kWh), average power (W) and methods per component from a set of windows.
@@ -814,6 +846,52 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, uuid_v4());
+    }
+
+    /// A GPU meter that fails to start (`fail_start`) or to stop.
+    struct Broken {
+        info: crate::meter::MeterInfo,
+        fail_start: bool,
+    }
+
+    impl crate::meter::Meter for Broken {
+        fn info(&self) -> &crate::meter::MeterInfo {
+            &self.info
+        }
+        fn start(&mut self) -> Result<()> {
+            if self.fail_start { Err(Error::Unsupported("start".into())) } else { Ok(()) }
+        }
+        fn stop(&mut self) -> Result<EnergyWindow> {
+            Err(Error::Unsupported("counter vanished".into()))
+        }
+    }
+
+    #[test]
+    fn a_failing_gpu_meter_is_recorded_not_fatal() {
+        let info = |i| crate::meter::MeterInfo {
+            name: format!("broken {i}"),
+            method: Method::NvmlCounter,
+            device: DeviceKind::Gpu,
+            device_index: i,
+            scope: "GPU".into(),
+            resolution_j: 1e-3,
+            update_period_s: 0.01,
+        };
+        let cpu = crate::estimate::EstimateMeter::new(Path::new("/proc"), Some(10.0), std::time::Duration::ZERO);
+        let mut sel = MeterSelection {
+            cpu: Box::new(cpu),
+            gpus: vec![
+                Box::new(Broken { info: info(0), fail_start: true }),
+                Box::new(Broken { info: info(1), fail_start: false }),
+            ],
+            absent: vec![],
+        };
+        start_all(&mut sel).unwrap();
+        assert_eq!(sel.gpus.len(), 1);
+        let windows = stop_all(&mut sel);
+        assert_eq!(windows.len(), 1, "the CPU window is kept");
+        let reasons: Vec<&str> = sel.absent.iter().map(|a| a.reason.as_str()).collect();
+        assert!(reasons[0].starts_with("failed to start") && reasons[1].contains("counter vanished"), "{reasons:?}");
     }
 
     #[test]
