@@ -192,6 +192,13 @@ impl Comparison {
             ]);
         }
         let mut out = t.render();
+        let mut methods: Vec<String> =
+            self.cases.iter().map(|c| format!("A {}, B {}", c.methods.0, c.methods.1)).collect();
+        methods.sort();
+        methods.dedup();
+        if !methods.is_empty() {
+            out.push_str(&format!("energy method: {}\n", methods.join("; ")));
+        }
         out.push_str("A change counts only when the p10–p90 bands of A and B do not overlap (else: within noise).\n");
         let count = |v: Verdict| self.cases.iter().filter(|c| c.time_per_call_s.verdict == v).count();
         out.push_str(&format!(
