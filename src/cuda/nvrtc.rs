@@ -47,17 +47,33 @@ const BASE_OPTIONS: &[&str] = &["--std=c++17", "-lineinfo"];
 /// PTX of an embedded source file (`gemm.cu`, ...) for `arch` (`sm_80`, `sm_90a`, ...), compiled by NVRTC at most
 /// once per process and read from the disk cache when an identical compile was done before.
 pub fn compile_file(file: &str, arch: &str) -> Result<Arc<str>> {
-    type PtxByFileAndArch = HashMap<(String, String), Arc<str>>;
-    static MEMORY: OnceLock<Mutex<PtxByFileAndArch>> = OnceLock::new();
-    let memory = MEMORY.get_or_init(Default::default);
-    let key = (file.to_string(), arch.to_string());
-    if let Some(ptx) = memory.lock().map_err(|_| poisoned())?.get(&key) {
-        return Ok(ptx.clone());
+    // One cell per (file, arch): concurrent callers (parallel tests, several streams) wait for a single compile.
+    type Compiled = std::result::Result<Arc<str>, (bool, String)>;
+    type Cells = HashMap<(String, String), Arc<OnceLock<Compiled>>>;
+    static CELLS: OnceLock<Mutex<Cells>> = OnceLock::new();
+    version()?;
+    virtual_arch(arch)?;
+    if joule_launch::source(file).is_none() {
+        return Err(Error::InvalidArgument(format!("no embedded CUDA source named `{file}`")));
     }
-    let text = prepare_source(file)?;
-    let ptx: Arc<str> = compile_cached(file, &text, arch, &[])?.into();
-    memory.lock().map_err(|_| poisoned())?.insert(key, ptx.clone());
-    Ok(ptx)
+    let cell = {
+        let mut cells = CELLS.get_or_init(Default::default).lock().map_err(|_| poisoned())?;
+        cells.entry((file.to_string(), arch.to_string())).or_default().clone()
+    };
+    let compiled = cell.get_or_init(|| {
+        prepare_source(file).and_then(|text| compile_cached(file, &text, arch, &[])).map(Arc::from).map_err(|e| match e
+        {
+            Error::CudaUnavailable(reason) => (true, reason),
+            other => (false, other.to_string()),
+        })
+    });
+    compiled.clone().map_err(|(unavailable, message)| {
+        if unavailable {
+            Error::CudaUnavailable(message)
+        } else {
+            Error::Cuda { context: format!("compile {file} for {arch}"), message }
+        }
+    })
 }
 
 /// Compiles any CUDA text (which may `#include "common.cuh"`) for `arch` with extra NVRTC options, bypassing every
