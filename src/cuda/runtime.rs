@@ -171,7 +171,8 @@ pub struct CudaRuntime {
     pub(crate) stream: Arc<CudaStream>,
     info: DeviceInfo,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// Loaded functions and the dynamic shared memory limit already set on each (0 = the default 48 KiB).
+    functions: Mutex<HashMap<&'static str, (CudaFunction, u32)>>,
     scratch: Mutex<Vec<CudaSlice<u8>>>,
     pub(crate) blas: Mutex<Option<cudarc::cublas::CudaBlas>>,
     sync_each_launch: bool,
@@ -303,18 +304,25 @@ impl CudaRuntime {
     /// The loaded function `kernel` from `source`, compiling and loading the module at first use and raising the
     /// dynamic shared memory limit when a launch needs more than the default 48 KiB.
     fn function(&self, kernel: &'static str, source: &'static str, smem: u32) -> Result<CudaFunction> {
-        if let Some(f) = lock(&self.functions)?.get(kernel) {
-            if smem > 48 * 1024 {
-                self.raise_smem(f, kernel, smem)?;
+        let known = lock(&self.functions)?.get(kernel).cloned();
+        let was_known = known.is_some();
+        let (f, limit) = match known {
+            Some(entry) => entry,
+            None => {
+                let module = self.module(source)?;
+                let f =
+                    module.load_function(kernel).map_err(driver_err(format!("load kernel {kernel} from {source}")))?;
+                (f, 0)
             }
-            return Ok(f.clone());
-        }
-        let module = self.module(source)?;
-        let f = module.load_function(kernel).map_err(driver_err(format!("load kernel {kernel} from {source}")))?;
-        if smem > 48 * 1024 {
+        };
+        let mut new_limit = limit;
+        if smem > 48 * 1024 && smem > limit {
             self.raise_smem(&f, kernel, smem)?;
+            new_limit = smem;
         }
-        lock(&self.functions)?.insert(kernel, f.clone());
+        if !was_known || new_limit != limit {
+            lock(&self.functions)?.insert(kernel, (f.clone(), new_limit));
+        }
         Ok(f)
     }
 
