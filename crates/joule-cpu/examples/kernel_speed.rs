@@ -6,7 +6,8 @@ use joule_cpu::fast;
 use std::time::Instant;
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
-    (0..7)
+    let runs = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(7);
+    (0..runs)
         .map(|_| {
             let t = Instant::now();
             f();
@@ -39,6 +40,10 @@ fn run<T: Element>() {
 }
 
 fn main() {
+    // THREADS=1 gives one-core figures, less disturbed by other work on a shared machine (best of RUNS).
+    if let Some(t) = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()) {
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().expect("first pool");
+    }
     run::<f32>();
     run::<f16>();
     run::<bf16>();

@@ -1,7 +1,7 @@
 //! Depthwise k×k, pointwise 1×1 and the fused depthwise-separable block, NHWC, f32 accumulation.
 
 use super::convert::{narrow_into, widen_into};
-use super::gemm::{Epilogue, PackedB, detect_isa, gemm_block, gemm_engine};
+use super::gemm::{Epilogue, GemmScratch, PackedB, detect_isa, gemm_block, gemm_engine};
 use joule_core::{DwConvShape, Element, Result};
 use rayon::prelude::*;
 
@@ -148,8 +148,15 @@ pub fn dwsep_fused<T: Element>(
     let per_image = oh * ow * oc;
     out[..s.out_len()].par_chunks_mut(per_image).enumerate().for_each(|(n, img_out)| {
         img_out.par_chunks_mut(tr * ow * oc).enumerate().for_each_init(
-            || (vec![0.0f32; ow * dwc], vec![T::default(); tr * ow * dwc], Vec::new(), RowScratch::default()),
-            |(row_f32, tile, abuf, scratch), (t, tile_out)| {
+            || {
+                (
+                    vec![0.0f32; ow * dwc],
+                    vec![T::default(); tr * ow * dwc],
+                    GemmScratch::default(),
+                    RowScratch::default(),
+                )
+            },
+            |(row_f32, tile, gemm_scratch, scratch), (t, tile_out)| {
                 let oy0 = t * tr;
                 let rows = tr.min(oh - oy0);
                 for (r, oy) in (oy0..oy0 + rows).enumerate() {
@@ -157,7 +164,7 @@ pub fn dwsep_fused<T: Element>(
                     // Rounded to T exactly as `depthwise` stores it.
                     narrow_into(row_f32, &mut tile[r * ow * dwc..(r + 1) * ow * dwc]);
                 }
-                gemm_block(isa, rows * ow, &tile[..rows * ow * dwc], dwc, &pb, ep, tile_out, abuf);
+                gemm_block(isa, rows * ow, &tile[..rows * ow * dwc], dwc, &pb, ep, tile_out, gemm_scratch);
             },
         );
     });

@@ -81,13 +81,15 @@ fn pack_a<A: Element>(rows: usize, k: usize, a: &[A], lda: usize, buf: &mut Vec<
     }
 }
 
+/// One register tile of f32 sums. Every micro-kernel adds `Σ_p a[p]·b[p]` to the tile it is given, in order of
+/// increasing p, so a sum split over k-blocks is the same chain of operations as an unsplit one.
 type Tile = [[f32; NR]; MR];
 
 /// Portable micro-kernel: separate multiply and add (no FMA), in order of increasing k.
 fn micro_portable(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
     let (a, _) = a[..k * MR].as_chunks::<MR>();
     let (b, _) = b[..k * NR].as_chunks::<NR>();
-    let mut t = [[0.0f32; NR]; MR];
+    let mut t = *acc;
     for (ap, bp) in a.iter().zip(b) {
         for (row, &x) in t.iter_mut().zip(ap) {
             for (c, &y) in row.iter_mut().zip(bp) {
@@ -107,6 +109,13 @@ fn micro_avx512(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
     let (a, _) = a[..k * MR].as_chunks::<MR>();
     let (b, _) = b[..k * NR].as_chunks::<NR>();
     let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    for (ci, row) in c.iter_mut().zip(acc.iter()) {
+        // SAFETY: `row` holds NR = 32 floats, so both 16-float unaligned loads stay inside it.
+        unsafe {
+            ci[0] = _mm512_loadu_ps(row.as_ptr());
+            ci[1] = _mm512_loadu_ps(row.as_ptr().add(16));
+        }
+    }
     for (ap, bp) in a.iter().zip(b) {
         // SAFETY: `bp` holds NR = 32 floats, so both 16-float unaligned loads stay inside it.
         let (b0, b1) = unsafe { (_mm512_loadu_ps(bp.as_ptr()), _mm512_loadu_ps(bp.as_ptr().add(16))) };
@@ -135,6 +144,13 @@ fn micro_avx2(k: usize, a: &[f32], b: &[f32], acc: &mut Tile) {
     for r0 in [0, 4] {
         for c0 in [0, 16] {
             let mut c = [[_mm256_setzero_ps(); 2]; 4];
+            for (ci, row) in c.iter_mut().zip(&acc[r0..r0 + 4]) {
+                // SAFETY: c0 + 16 <= NR, so both 8-float unaligned loads stay inside `row`.
+                unsafe {
+                    ci[0] = _mm256_loadu_ps(row.as_ptr().add(c0));
+                    ci[1] = _mm256_loadu_ps(row.as_ptr().add(c0 + 8));
+                }
+            }
             for (ap, bp) in a.iter().zip(b) {
                 // SAFETY: c0 + 16 <= NR, so both 8-float unaligned loads stay inside `bp`.
                 let (b0, b1) =
@@ -200,8 +216,21 @@ pub(crate) struct Epilogue {
     pub ldc: usize,
 }
 
+/// Depth of one k-block: a `KC×NR` slice of a B panel (32 KiB) stays in L1 while the block's A panels stream by.
+const KC: usize = 256;
+
+/// A worker's scratch for [`gemm_block`]: its packed rows of A and the f32 tiles of its block of C.
+#[derive(Default)]
+pub(crate) struct GemmScratch {
+    a: Vec<f32>,
+    tiles: Vec<Tile>,
+}
+
 /// `C[rows, n] = alpha·A[rows, k]·B + beta·C` for one block of rows: `a` starts at the block's first row (stride
 /// `lda`), `c` at the block's first row (stride `ep.ldc`, at least `(rows − 1)·ldc + n` elements). Serial.
+///
+/// Loops: k-blocks of [`KC`] → B panels → A panels, accumulating into f32 tiles, then one epilogue per tile that
+/// applies alpha and beta, rounds once to `T` and writes the valid `rows×n` part.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_block<A: Element, T: Element>(
     isa: Isa,
@@ -211,19 +240,32 @@ pub(crate) fn gemm_block<A: Element, T: Element>(
     pb: &PackedB,
     ep: Epilogue,
     c: &mut [T],
-    abuf: &mut Vec<f32>,
+    scratch: &mut GemmScratch,
 ) {
     let (k, n) = (pb.k, pb.n);
     if rows == 0 || n == 0 {
         return;
     }
-    pack_a(rows, k, a, lda, abuf);
-    let mut acc: Tile = [[0.0; NR]; MR];
-    for jp in 0..n.div_ceil(NR) {
-        let bpanel = pb.panel(jp);
+    let (mp, np) = (rows.div_ceil(MR), n.div_ceil(NR));
+    pack_a(rows, k, a, lda, &mut scratch.a);
+    scratch.tiles.clear();
+    scratch.tiles.resize(mp * np, [[0.0; NR]; MR]);
+    let mut pc = 0;
+    while pc < k {
+        let kc = KC.min(k - pc);
+        for jp in 0..np {
+            let bsub = &pb.panel(jp)[pc * NR..(pc + kc) * NR];
+            for ip in 0..mp {
+                let asub = &scratch.a[ip * k * MR + pc * MR..ip * k * MR + (pc + kc) * MR];
+                micro(isa, kc, asub, bsub, &mut scratch.tiles[ip * np + jp]);
+            }
+        }
+        pc += kc;
+    }
+    for jp in 0..np {
         let (j0, w) = (jp * NR, NR.min(n - jp * NR));
-        for ip in 0..rows.div_ceil(MR) {
-            micro(isa, k, &abuf[ip * k * MR..(ip + 1) * k * MR], bpanel, &mut acc);
+        for ip in 0..mp {
+            let acc = &scratch.tiles[ip * np + jp];
             for (r, acc_row) in acc.iter().enumerate().take(MR.min(rows - ip * MR)) {
                 let crow = &mut c[(ip * MR + r) * ep.ldc + j0..(ip * MR + r) * ep.ldc + j0 + w];
                 let mut vals = [0.0f32; NR];
@@ -338,10 +380,10 @@ pub(crate) fn gemm_engine<T: Element>(s: &GemmShape, a: &[T], b: &[T], c: &mut [
     let mc = rows_per_task(s.m);
     let ep = Epilogue { alpha: s.alpha, beta: s.beta, ldc: s.ldc };
     let c = &mut c[..s.c_len()];
-    c.par_chunks_mut(mc * s.ldc).enumerate().for_each_init(Vec::new, |abuf, (blk, cblk)| {
+    c.par_chunks_mut(mc * s.ldc).enumerate().for_each_init(GemmScratch::default, |scratch, (blk, cblk)| {
         let r0 = blk * mc;
         let rows = mc.min(s.m - r0);
         let a_blk = if s.k == 0 { &a[..0] } else { &a[r0 * s.lda..] };
-        gemm_block(isa, rows, a_blk, s.lda, &pb, ep, cblk, abuf);
+        gemm_block(isa, rows, a_blk, s.lda, &pb, ep, cblk, scratch);
     });
 }
