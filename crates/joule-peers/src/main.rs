@@ -140,11 +140,7 @@ fn candle_row(
 
 type GemmFn<T> = fn(&GemmShape, &[T], &[T], &mut [T]);
 
-fn bench_gemm<T: Element + WithDType>(
-    runs: usize,
-    rows: &mut Vec<Row>,
-    gemm_crate: Option<GemmFn<T>>,
-) {
+fn bench_gemm<T: Element + WithDType>(runs: usize, rows: &mut Vec<Row>, gemm_crate: Option<GemmFn<T>>) {
     let s = GemmShape::new(128, 3072, 768);
     let mut g = InputGen::new(11);
     let (a, b): (Vec<T>, Vec<T>) = (g.vec(s.a_len()), g.vec(s.b_len()));
@@ -432,7 +428,12 @@ fn markdown(r: &Report) -> String {
     let mut shapes: Vec<String> = r.rows.iter().map(|x| format!("{}: {}", x.kernel, x.shape)).collect();
     shapes.dedup();
     s.push_str(&shapes.join("; "));
-    s.push_str(".\n\nA ratio below 1 means joule-fast took less time than that implementation.\n");
+    s.push_str(".\n\nA ratio below 1 means joule-fast took less time than that implementation. ");
+    s.push_str(
+        "A load average above the core count means other processes shared the CPU during the run, so rows measured \
+         seconds apart are noisy: in f32, joule-fast and gemm-crate run the same code, and their difference shows \
+         the noise. The rel. L2 column is the test suite's metric against the float64 oracle on the same inputs.\n",
+    );
     s
 }
 
