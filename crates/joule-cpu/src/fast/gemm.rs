@@ -2,26 +2,39 @@
 //!
 //! # Design
 //!
-//! f16 and bf16 have no portable fast arithmetic on CPUs, so every storage type goes through one f32 engine:
+//! f16 and bf16 have no portable fast arithmetic on CPUs, so every storage type can go through one f32 engine (converting
+//! f16/bf16 panels to f32 and running an f32 micro-kernel):
 //!
 //! 1. B is converted to f32 once and packed into panels of [`NR`] columns (`[k][NR]`, zero-padded at the right
 //!    edge), so the micro-kernel streams it with unit stride;
 //! 2. C is split into blocks of rows processed in parallel (rayon); each worker converts and packs its rows of A into
 //!    panels of [`MR`] rows (`[k][MR]`, zero-padded at the bottom edge);
-//! 3. for each B panel (kept hot in L2 across the block's A panels) and each A panel, an `MR×NR` register-blocked
-//!    micro-kernel accumulates the full length-k dot products in f32, in order of increasing k;
+//! 3. for each k-block of `KC` = 256, each B panel (its `KC×NR` slice, 32 KiB, stays in L1 while the block's A
+//!    panels stream by) and each A panel, an `MR×NR` register-blocked micro-kernel adds the block's products to an
+//!    f32 tile, in order of increasing k;
 //! 4. the epilogue computes `alpha·acc + beta·C` in f32 (C is not read when beta = 0), rounds once to `T` and
 //!    writes only the `m×n` region (the padding between `n` and `ldc` is never touched).
 //!
-//! The micro-kernel is compiled three times — AVX-512F+FMA, AVX2+FMA and portable — and chosen at run time, so the
-//! committed build needs no `target-cpu=native`. Every output element is a sequential f32 sum over k whose value does
-//! not depend on where its tile starts, which is what lets [`super::dwsep_fused`] equal the two-step path bitwise.
+//! The micro-kernel exists three times — AVX-512F+FMA (8×32 tile in 16 zmm registers, explicit intrinsics: the
+//! auto-vectorised version spilled the tile and ran at 2.8 GFLOP/s), AVX2+FMA and portable — chosen at run time, so
+//! the committed build needs no `target-cpu=native`. Every output element is a sequential f32 chain over k (k-blocks
+//! continue the same chain from the stored tile), whose value does not depend on where its tile starts: that is what
+//! lets [`super::dwsep_fused`] equal the two-step path bitwise.
 //!
-//! Extra memory: `k·round_up(n, NR)` f32 for packed B and `k·round_up(rows, MR)` f32 per worker for packed A.
+//! Extra memory: `k·round_up(n, NR)` f32 for packed B; per worker `k·round_up(rows, MR)` f32 for packed A and the
+//! f32 tiles of its rows of C.
 //!
-//! The `gemm` crate (sarah-ek, 0.19) was measured as a peer in `results/cpu-peers/` (see `joule-peers`); it is not
-//! used here: its f16 path is not the f32-accumulating contract we document everywhere and it has no bf16, and one
-//! engine for all three types keeps the fused depthwise-separable path bitwise equal to the two-step one.
+//! # The `gemm` crate
+//!
+//! [`GemmStrategy::Auto`] (what [`gemm`] uses) runs f32 through the `gemm` crate (sarah-ek, 0.19, `x86-v4`
+//! feature), which meets our contract in f32 (`read_dst = false` when beta = 0, leading dimensions as strides,
+//! f32 sums) and is faster: on BERT-base FFN 128×3072×768, 2 shared cores, `results/cpu-peers/peers.md` (commit
+//! 743bef5) measured 97.9 GFLOP/s for the crate against 53.1 for this engine (the crate's own run of the same call through
+//! `fast::gemm` gave 79.6: the machine was loaded, see the file). f16 and bf16 stay on this engine: the crate's f16
+//! path converts panels to f32 but rounds the partial sums to f16 between its k-blocks (it writes dst in f16 after each
+//! block, then reads it back), which is not the f32 accumulation we promise — it was faster in that run (79.3 against
+//! 49.6 GFLOP/s) and less accurate (relative L2 2.55e-4 against 2.08e-4) — and it has no bf16. The pointwise
+//! convolution and the fused block use this engine for every type, so that they agree bit for bit.
 
 use super::convert::{narrow_into, widen_into};
 use joule_core::{DType, Element, Error, GemmShape, Result};
