@@ -1,4 +1,4 @@
-//! CPU versions of Joule's kernels: [`reference`] float64 oracles (simple, obviously right) and [`fast`] parallel
+//! CPU versions of Joule's kernels: [`reference`](mod@reference) float64 oracles (simple, obviously right) and [`fast`] parallel
 //! kernels (rayon, f32 accumulation).
 #![deny(missing_docs)]
 
