@@ -26,7 +26,7 @@
 //!
 //! # The `gemm` crate
 //!
-//! [`GemmStrategy::Auto`] (what [`gemm`] uses) runs f32 through the `gemm` crate (sarah-ek, 0.19, `x86-v4`
+//! [`GemmStrategy::Auto`] (what [`gemm()`] uses) runs f32 through the `gemm` crate (sarah-ek, 0.19, `x86-v4`
 //! feature), which meets our contract in f32 (`read_dst = false` when beta = 0, leading dimensions as strides,
 //! f32 sums) and is faster: on BERT-base FFN 128×3072×768, 2 shared cores, `results/cpu-peers/peers.md` (commit
 //! 743bef5) measured 97.9 GFLOP/s for the crate against 53.1 for this engine (the crate's own run of the same call through
@@ -308,7 +308,7 @@ pub(crate) fn rows_per_task(m: usize) -> usize {
 /// Which GEMM implementation [`gemm_with`] runs (one place chooses, as in cubecl's `Strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GemmStrategy {
-    /// f32 → [`GemmStrategy::GemmCrate`], f16/bf16 → [`GemmStrategy::Engine`]. What [`gemm`] uses.
+    /// f32 → [`GemmStrategy::GemmCrate`], f16/bf16 → [`GemmStrategy::Engine`]. What [`gemm()`] uses.
     #[default]
     Auto,
     /// Joule's engine: f32 panels and an AVX-512/AVX2/portable f32 micro-kernel (see the module docs). Any type.
@@ -324,7 +324,7 @@ pub fn gemm<T: Element>(shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Res
     gemm_with(GemmStrategy::Auto, shape, a, b, c)
 }
 
-/// [`gemm`] with an explicit implementation.
+/// [`gemm()`] with an explicit implementation.
 pub fn gemm_with<T: Element>(strategy: GemmStrategy, shape: &GemmShape, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     shape.check_buffers(a.len(), b.len(), c.len())?;
     let use_crate = match strategy {
