@@ -70,6 +70,15 @@ macro_rules! cpu_suite {
             }
 
             #[test]
+            fn depthwise_separable_and_attention_match_the_oracle_on_inputs_with_outliers() {
+                dwsep_with_outliers_matches_oracle::<_, T>(&K, DwConvShape::new(1, 13, 11, 24, 3, 1, 16), 50.0);
+                dwsep_with_outliers_matches_oracle::<_, T>(&K, DwConvShape::new(2, 9, 9, 8, 3, 2, 12).with_multiplier(2), 200.0);
+                attention_with_outliers_matches_oracle::<_, T>(&K, AttnShape::new(1, 2, 70, 150, 64), 6.0);
+                let causal = AttnShape::new(1, 2, 40, 130, 80).with_causal(true).with_mask(MaskKind::Additive);
+                attention_with_outliers_matches_oracle::<_, T>(&K, causal, 8.0);
+            }
+
+            #[test]
             fn attention_rows_with_every_key_masked_are_exactly_zero() {
                 for mask in [MaskKind::Boolean, MaskKind::Additive] {
                     attention_fully_masked_rows_are_zero::<_, T>(&K, AttnShape::new(2, 2, 10, 75, 40).with_mask(mask));

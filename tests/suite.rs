@@ -113,7 +113,14 @@ struct DwData<T> {
 }
 
 fn dw_data<T: Element>(s: &DwConvShape) -> DwData<T> {
+    dw_data_with(s, None)
+}
+
+fn dw_data_with<T: Element>(s: &DwConvShape, outliers: Option<Outliers>) -> DwData<T> {
     let mut g = InputGen::new(seed_of(&[s.batch, s.height, s.width, s.channels, s.kernel_h, s.stride_h]));
+    if let Some(o) = outliers {
+        g = g.with_outliers(o);
+    }
     DwData { input: g.vec(s.input_len()), dw_w: g.vec(s.dw_weight_len()), pw_w: g.vec(s.pw_weight_len()) }
 }
 
@@ -143,6 +150,15 @@ pub fn dwsep_fused_matches_oracle<K: Kernels, T: Element>(kern: &K, s: DwConvSha
     kern.dwsep_fused(&s, &d.input, &d.dw_w, &d.pw_w, &mut out).unwrap_or_else(|e| panic!("dwsep {s:?}: {e}"));
     let want = reference::dwsep(&s, &d.input, &d.dw_w, &d.pw_w).unwrap();
     assert_close(&format!("dwsep_fused {s:?}"), &out, &want, s.kernel_h * s.kernel_w + s.dw_channels());
+}
+
+/// The fused block matches the oracle when 1% of the inputs and weights are ±`magnitude` outliers.
+pub fn dwsep_with_outliers_matches_oracle<K: Kernels, T: Element>(kern: &K, s: DwConvShape, magnitude: f32) {
+    let d = dw_data_with::<T>(&s, Some(Outliers { fraction: 0.01, magnitude }));
+    let mut out = vec![poison::<T>(); s.out_len()];
+    kern.dwsep_fused(&s, &d.input, &d.dw_w, &d.pw_w, &mut out).unwrap_or_else(|e| panic!("dwsep {s:?}: {e}"));
+    let want = reference::dwsep(&s, &d.input, &d.dw_w, &d.pw_w).unwrap();
+    assert_close(&format!("dwsep_fused with outliers {s:?}"), &out, &want, s.kernel_h * s.kernel_w + s.dw_channels());
 }
 
 /// The fused block equals depthwise followed by pointwise bit for bit: both round the depthwise values to `T` and
@@ -182,7 +198,15 @@ pub struct AttnData<T> {
 impl<T: Element> AttnData<T> {
     /// Random inputs for `s`.
     pub fn new(s: &AttnShape, keep: f64) -> Self {
+        Self::new_with(s, keep, None)
+    }
+
+    /// Random inputs for `s`, with outliers mixed into Q, K and V (and the additive mask's noise).
+    pub fn new_with(s: &AttnShape, keep: f64, outliers: Option<Outliers>) -> Self {
         let mut g = InputGen::new(seed_of(&[s.batch, s.heads, s.lq, s.lk, s.head_dim, s.causal as usize]));
+        if let Some(o) = outliers {
+            g = g.with_outliers(o);
+        }
         let (q, k, v) = (g.vec(s.q_len()), g.vec(s.kv_len()), g.vec(s.kv_len()));
         let n = s.batch * s.lq * s.lk;
         let keep_mask = g.mask(n, keep);
@@ -232,6 +256,12 @@ pub fn attention_case<K: Kernels, T: Element>(kern: &K, s: &AttnShape, data: &At
 /// Attention matches the oracle; for masked shapes, boolean entries are kept with probability 0.7.
 pub fn attention_matches_oracle<K: Kernels, T: Element>(kern: &K, s: AttnShape) {
     attention_case(kern, &s, &AttnData::<T>::new(&s, 0.7));
+}
+
+/// Attention matches the oracle when 2% of Q, K and V are ±`magnitude` outliers: a few scores dominate their rows,
+/// and the running maximum of the online softmax jumps between key blocks.
+pub fn attention_with_outliers_matches_oracle<K: Kernels, T: Element>(kern: &K, s: AttnShape, magnitude: f32) {
+    attention_case(kern, &s, &AttnData::<T>::new_with(&s, 0.7, Some(Outliers { fraction: 0.02, magnitude })));
 }
 
 /// Rows whose mask entries are all 0 (boolean) or all −inf (additive) output exactly 0, never NaN, and the other
