@@ -70,7 +70,8 @@ mod tests {
         let s = AttnShape::new(1, 2, 50, 70, 40).with_causal(true);
         let mut g = InputGen::new(1);
         let (q, k, v): (Vec<f32>, Vec<f32>, Vec<f32>) = (g.vec(s.q_len()), g.vec(s.kv_len()), g.vec(s.kv_len()));
-        let gs = GemmShape::new(70, 50, 90);
+        // Above the gemm crate's threading threshold (48·48·256 multiply-adds), so its f32 path really splits.
+        let gs = GemmShape::new(150, 200, 300);
         let (a, b): (Vec<f32>, Vec<f32>) = (g.vec(gs.a_len()), g.vec(gs.b_len()));
         let ds = DwConvShape::new(1, 9, 11, 8, 3, 1, 12);
         let (x, dw, pw): (Vec<f32>, Vec<f32>, Vec<f32>) =
@@ -82,6 +83,13 @@ mod tests {
                 attention(&s, &q, &k, &v, None, &mut out).unwrap();
                 let mut c = vec![0.0f32; gs.c_len()];
                 gemm(&gs, &a, &b, &mut c).unwrap();
+                let (ah, bh): (Vec<half::f16>, Vec<half::f16>) = (
+                    a.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                    b.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                );
+                let mut ch = vec![half::f16::ZERO; gs.c_len()];
+                gemm(&gs, &ah, &bh, &mut ch).unwrap();
+                c.extend(ch.iter().map(|x| x.to_f32()));
                 let mut y = vec![0.0f32; ds.out_len()];
                 dwsep_fused(&ds, &x, &dw, &pw, &mut y).unwrap();
                 [out, c, y].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
