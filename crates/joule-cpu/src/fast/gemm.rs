@@ -29,12 +29,12 @@
 //! [`GemmStrategy::Auto`] (what [`gemm()`] uses) runs f32 through the `gemm` crate (sarah-ek, 0.19, `x86-v4`
 //! feature), which meets our contract in f32 (`read_dst = false` when beta = 0, leading dimensions as strides,
 //! f32 sums) and is faster: on BERT-base FFN 128×3072×768, 2 shared cores, `results/cpu-peers/peers.md` (commit
-//! 743bef5) measured 97.9 GFLOP/s for the crate against 53.1 for this engine (the crate's own run of the same call through
-//! `fast::gemm` gave 79.6: the machine was loaded, see the file). f16 and bf16 stay on this engine: the crate's f16
-//! path converts panels to f32 but rounds the partial sums to f16 between its k-blocks (it writes dst in f16 after each
-//! block, then reads it back), which is not the f32 accumulation we promise — it was faster in that run (79.3 against
-//! 49.6 GFLOP/s) and less accurate (relative L2 2.55e-4 against 2.08e-4) — and it has no bf16. The pointwise
-//! convolution and the fused block use this engine for every type, so that they agree bit for bit.
+//! 3666dfa) measured 113.9 GFLOP/s for the crate against 70.6 for this engine (and 114.5 for `fast::gemm`, which is
+//! the same crate call). f16 and bf16 stay on this engine: the crate's f16 path converts panels to f32 but rounds the
+//! partial sums to f16 between its k-blocks (it writes dst in f16 after each block, then reads it back), which is not
+//! the f32 accumulation we promise — it was a little faster in that run (80.1 against 71.2 GFLOP/s) and less
+//! accurate (relative L2 2.55e-4 against 2.08e-4) — and it has no bf16. The pointwise convolution and the fused
+//! block use this engine for every type, so that they agree bit for bit.
 
 use super::convert::{narrow_into, widen_into};
 use joule_core::{DType, Element, Error, GemmShape, Result};
