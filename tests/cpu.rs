@@ -1,7 +1,6 @@
 //! The shared suite instantiated for the CPU backend (`CpuKernels`) × f32, f16, bf16, plus CPU-only checks.
 
 use crate::suite::*;
-use joule::Kernels;
 use joule::cpu::CpuKernels;
 use joule::cpu::fast::GemmStrategy;
 use joule::{AttnShape, DwConvShape, GemmShape, MaskKind};

@@ -309,7 +309,7 @@ pub(crate) mod tests {
                 let st = strategy(&GemmShape::new(m, n, k), d, true);
                 assert!(st.splits <= MAX_SPLITS && st.k_split * st.splits >= k, "{m}×{n}×{k}: {st:?}");
                 if st.splits > 1 {
-                    assert!(st.k_split % st.tiling.block_k == 0 && st.k_split >= MIN_K_PER_SPLIT);
+                    assert!(st.k_split.is_multiple_of(st.tiling.block_k) && st.k_split >= MIN_K_PER_SPLIT);
                     assert!((st.splits - 1) * st.k_split < k, "no empty split: {st:?}");
                 }
             }

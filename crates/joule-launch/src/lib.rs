@@ -92,5 +92,6 @@ pub fn dim(value: usize, what: &str) -> Result<i32> {
 
 /// `ceil(a / b)` as a grid dimension.
 pub fn blocks(a: usize, b: usize) -> Result<u32> {
-    u32::try_from(a.div_ceil(b)).map_err(|_| Error::Unsupported(format!("grid of {} blocks is too large", a.div_ceil(b))))
+    u32::try_from(a.div_ceil(b))
+        .map_err(|_| Error::Unsupported(format!("grid of {} blocks is too large", a.div_ceil(b))))
 }
