@@ -120,7 +120,7 @@ impl BenchEnv {
         self.cuda.as_ref().ok()
     }
 
-    /// Whether a shape meant for `device` should run in this mode (GPU-only sizes never go to the CPU).
+    /// Whether a size runs in this mode: sizes marked for quick mode always, the others in the default mode only.
     pub fn wants(&self, quick_too: bool) -> bool {
         quick_too || !self.quick
     }
