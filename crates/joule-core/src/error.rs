@@ -25,12 +25,12 @@ pub enum Error {
         /// Which quantity overflowed.
         what: &'static str,
     },
-    /// A buffer whose length does not match what the shape needs.
-    #[error("buffer `{buffer}` has {got} elements, the shape needs {expected}")]
+    /// A buffer shorter than the shape needs.
+    #[error("buffer `{buffer}` has {got} elements, the shape needs at least {expected}")]
     BufferLength {
         /// Buffer name (e.g. "a", "q", "out").
         buffer: &'static str,
-        /// Elements the shape needs.
+        /// Elements the shape needs (at least).
         expected: usize,
         /// Elements given.
         got: usize,
