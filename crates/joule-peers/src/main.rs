@@ -25,6 +25,7 @@ use half::{bf16, f16};
 use joule_core::{AttnShape, DType, DwConvShape, Element, ErrorStats, GemmShape, InputGen};
 use joule_cpu::fast::GemmStrategy;
 use joule_cpu::{fast, reference};
+use joule_harness::machine::{MachineInfo, utc_now_iso};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -46,13 +47,11 @@ struct Row {
 
 #[derive(Serialize)]
 struct Machine {
-    cpu_model: String,
-    logical_cores: usize,
+    /// CPU, cores, RAM, OS, rustc, git commit: the same metadata `joule run` records.
+    #[serde(flatten)]
+    info: MachineInfo,
     rayon_threads: usize,
     date_utc: String,
-    git_commit: String,
-    git_dirty: bool,
-    rustc: String,
     /// `/proc/loadavg` (1, 5, 15 min) when the run started and ended: other work on a shared machine skews times.
     load_average_start: String,
     load_average_end: String,
@@ -314,52 +313,11 @@ fn bench_attention<T: Element + WithDType>(runs: usize, rows: &mut Vec<Row>) {
     ));
 }
 
-fn cmd(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` from the system clock (civil-from-days, no time-zone database needed).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("flags").and_then(|r| r.split(':').nth(1)))
-        .map(|f| {
-            f.split_whitespace()
-                .filter(|f| ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile"].contains(f))
-                .collect()
-        })
-        .unwrap_or_default();
     Machine {
-        cpu_model: format!("{cpu_model} [{}]", flags.join(" ")),
-        logical_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        info: MachineInfo::collect(),
         rayon_threads: rayon::current_num_threads(),
-        date_utc: utc_now(),
-        git_commit: cmd("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-        git_dirty: cmd("git", &["status", "--porcelain", "--", "crates/joule-cpu", "crates/joule-peers"])
-            .is_some_and(|s| !s.is_empty()),
-        rustc: cmd("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+        date_utc: utc_now_iso(),
         load_average_start: String::new(),
         load_average_end: loadavg(),
     }
@@ -386,15 +344,16 @@ fn markdown(r: &Report) -> String {
     let mut s = String::new();
     s.push_str("# Joule CPU kernels vs peers\n\n");
     s.push_str(&format!(
-        "Machine: {} — {} logical cores, {} rayon threads. Date: {}. Commit: {}{}. {}. Load average (1/5/15 min) at \
+        "Machine: {} [{}] — {} logical cores, {} rayon threads. Date: {}. Commit: {}{}. {}. Load average (1/5/15 min) at \
          start {}, at end {}.\n\n",
-        m.cpu_model,
-        m.logical_cores,
+        m.info.cpu_model,
+        m.info.cpu_features.join(" "),
+        m.info.logical_cpus,
         m.rayon_threads,
         m.date_utc,
-        m.git_commit,
-        if m.git_dirty { " (+ uncommitted changes)" } else { "" },
-        m.rustc,
+        m.info.git_commit.as_deref().unwrap_or("unknown"),
+        if m.info.git_dirty == Some(true) { " (+ uncommitted changes)" } else { "" },
+        m.info.rustc,
         m.load_average_start,
         m.load_average_end
     ));
