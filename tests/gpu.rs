@@ -5,8 +5,7 @@
 
 use crate::suite::*;
 use joule::cuda::{CublasGemm, CudaKernels, CudaRuntime};
-use joule::{AttnShape, DwConvShape, Element, GemmShape, InputGen, Kernels, MaskKind};
-use proptest::prelude::*;
+use joule::{AttnShape, DwConvShape, Element, GemmShape, InputGen, Kernels};
 
 fn cuda() -> CudaKernels {
     CudaKernels::new().unwrap_or_else(|e| panic!("the GPU tests need a CUDA GPU: {e}"))
@@ -16,7 +15,10 @@ fn cublas() -> CublasGemm {
     CublasGemm::new().unwrap_or_else(|e| panic!("the cuBLAS tests need a CUDA GPU and libcublas: {e}"))
 }
 
-macro_rules! gpu_suite {
+crate::suite::backend_suite!(backend: cuda(), proptest_cases: 32, #[ignore = "needs a CUDA GPU"]);
+
+/// GPU-only sizes and the cuBLAS baseline, beyond the shared suite.
+macro_rules! gpu_extras {
     ($($module:ident: $t:ty),* $(,)?) => {$(
         mod $module {
             use super::*;
@@ -24,44 +26,18 @@ macro_rules! gpu_suite {
 
             #[test]
             #[ignore = "needs a CUDA GPU"]
-            fn gemm_matches_the_oracle_on_awkward_shapes_with_padding_alpha_and_beta() {
-                let k = cuda();
-                for s in gemm_awkward_shapes() {
-                    gemm_matches_oracle::<_, T>(&k, s);
-                }
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
             fn gemm_matches_the_oracle_on_bert_and_7b_sized_products() {
                 let k = cuda();
-                gemm_matches_oracle::<_, T>(&k, GemmShape::new(96, 300, 768));
                 gemm_matches_oracle::<_, T>(&k, GemmShape::new(512, 768, 3072));
                 gemm_matches_oracle::<_, T>(&k, GemmShape::new(128, 4096, 4096));
             }
 
             #[test]
             #[ignore = "needs a CUDA GPU"]
-            fn gemm_with_beta_zero_never_reads_nan_or_inf_from_c() {
+            fn depthwise_separable_matches_the_oracle_on_mobilenet_and_efficientnet_blocks() {
                 let k = cuda();
-                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 37, 45, 29);
-                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 3, 2, 0);
-                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 130, 136, 264);
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn gemm_matches_the_oracle_on_inputs_with_outliers() {
-                let k = cuda();
-                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(40, 50, 200), 60.0);
-                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(9, 17, 64).with_scalars(1.0, 0.5), 300.0);
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn depthwise_pointwise_and_fused_match_the_oracle_on_awkward_shapes() {
-                let k = cuda();
-                for s in dwconv_awkward_shapes() {
+                for s in [DwConvShape::new(2, 112, 112, 32, 3, 1, 16), DwConvShape::new(1, 14, 14, 576, 3, 1, 96),
+                          DwConvShape::new(1, 56, 56, 144, 5, 2, 40)] {
                     depthwise_matches_oracle::<_, T>(&k, s);
                     pointwise_matches_oracle::<_, T>(&k, s);
                     dwsep_fused_matches_oracle::<_, T>(&k, s);
@@ -70,69 +46,10 @@ macro_rules! gpu_suite {
 
             #[test]
             #[ignore = "needs a CUDA GPU"]
-            fn fused_depthwise_separable_equals_the_two_step_path_bit_for_bit() {
+            fn attention_matches_the_oracle_on_bert_base_and_long_causal_shapes() {
                 let k = cuda();
-                for s in dwconv_awkward_shapes() {
-                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
-                }
-                dwsep_fused_equals_two_step_bitwise::<_, T>(&k, DwConvShape::new(2, 28, 28, 32, 3, 2, 24));
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn depthwise_separable_matches_the_oracle_on_mobilenet_blocks() {
-                let k = cuda();
-                for s in [DwConvShape::new(1, 28, 28, 144, 3, 1, 24), DwConvShape::new(2, 112, 112, 32, 3, 1, 16),
-                          DwConvShape::new(1, 14, 14, 576, 3, 1, 96), DwConvShape::new(1, 56, 56, 144, 5, 2, 40)] {
-                    depthwise_matches_oracle::<_, T>(&k, s);
-                    pointwise_matches_oracle::<_, T>(&k, s);
-                    dwsep_fused_matches_oracle::<_, T>(&k, s);
-                }
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn attention_matches_the_oracle_on_awkward_shapes_causal_and_masked() {
-                let k = cuda();
-                for s in attention_awkward_shapes() {
-                    attention_matches_oracle::<_, T>(&k, s);
-                }
                 attention_matches_oracle::<_, T>(&k, AttnShape::new(2, 12, 128, 128, 64));
                 attention_matches_oracle::<_, T>(&k, AttnShape::new(1, 4, 257, 300, 128).with_causal(true));
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn attention_rows_with_every_key_masked_are_exactly_zero() {
-                let k = cuda();
-                for mask in [MaskKind::Boolean, MaskKind::Additive] {
-                    attention_fully_masked_rows_are_zero::<_, T>(&k, AttnShape::new(2, 2, 10, 75, 40).with_mask(mask));
-                    let causal = AttnShape::new(1, 2, 9, 4, 59).with_mask(mask).with_causal(true);
-                    attention_fully_masked_rows_are_zero::<_, T>(&k, causal);
-                }
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn causal_attention_with_more_queries_than_keys_gives_zero_rows() {
-                let k = cuda();
-                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(
-                    &k,
-                    AttnShape::new(2, 3, 70, 20, 64).with_causal(true),
-                );
-                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(
-                    &k,
-                    AttnShape::new(1, 1, 5, 1, 8).with_causal(true),
-                );
-            }
-
-            #[test]
-            #[ignore = "needs a CUDA GPU"]
-            fn invalid_shapes_and_short_buffers_give_typed_errors() {
-                let k = cuda();
-                gemm_rejects_invalid_input::<_, T>(&k);
-                dwconv_rejects_invalid_input::<_, T>(&k);
-                attention_rejects_invalid_input::<_, T>(&k);
             }
 
             #[test]
@@ -147,36 +64,11 @@ macro_rules! gpu_suite {
                 gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 3, 2, 0);
                 gemm_rejects_invalid_input::<_, T>(&k);
             }
-
-            proptest! {
-                #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
-
-                #[test]
-                #[ignore = "needs a CUDA GPU"]
-                fn gemm_matches_the_oracle_on_random_valid_shapes(s in gemm_shape_strategy()) {
-                    gemm_matches_oracle::<_, T>(&cuda(), s);
-                }
-
-                #[test]
-                #[ignore = "needs a CUDA GPU"]
-                fn depthwise_separable_matches_the_oracle_on_random_valid_shapes(s in dwconv_shape_strategy()) {
-                    let k = cuda();
-                    depthwise_matches_oracle::<_, T>(&k, s);
-                    dwsep_fused_matches_oracle::<_, T>(&k, s);
-                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
-                }
-
-                #[test]
-                #[ignore = "needs a CUDA GPU"]
-                fn attention_matches_the_oracle_on_random_valid_shapes(s in attention_shape_strategy()) {
-                    attention_matches_oracle::<_, T>(&cuda(), s);
-                }
-            }
         }
     )*};
 }
 
-gpu_suite!(f32_storage: f32, f16_storage: half::f16, bf16_storage: half::bf16);
+gpu_extras!(f32_gpu_only: f32, f16_gpu_only: half::f16, bf16_gpu_only: half::bf16);
 
 #[test]
 #[ignore = "needs a CUDA GPU"]

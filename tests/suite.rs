@@ -507,3 +507,202 @@ pub fn attention_shape_strategy() -> impl Strategy<Value = AttnShape> {
 pub fn dtype_of<T: Element>() -> DType {
     T::DTYPE
 }
+
+/// Instantiates every shared test for one backend × f32/f16/bf16 (one module per storage type), so each backend
+/// meets the same tests on the same shapes. `backend` builds the backend inside each test; `proptest_cases` sizes the
+/// random-shape tests to the backend's speed; an optional attribute marks every test (the GPU suite passes
+/// `#[ignore = "needs a CUDA GPU"]`). Backend-specific tests live beside the invocation.
+macro_rules! backend_suite {
+    (backend: $backend:expr, proptest_cases: $cases:expr $(, #[$attr:meta])? $(,)?) => {
+        $crate::suite::backend_suite!(@storage f32_storage, f32, $backend, $cases $(, #[$attr])?);
+        $crate::suite::backend_suite!(@storage f16_storage, half::f16, $backend, $cases $(, #[$attr])?);
+        $crate::suite::backend_suite!(@storage bf16_storage, half::bf16, $backend, $cases $(, #[$attr])?);
+    };
+    (@storage $module:ident, $t:ty, $backend:expr, $cases:expr $(, #[$attr:meta])?) => {
+        mod $module {
+            // `super::*` brings the caller's backend constructor; the rest makes the module self-contained
+            // whatever the caller imports.
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::suite::*;
+            #[allow(unused_imports)]
+            use joule::{AttnShape, DwConvShape, GemmShape, Kernels, MaskKind};
+            #[allow(unused_imports)]
+            use proptest::prelude::*;
+            type T = $t;
+
+            fn backend() -> impl Kernels {
+                $backend
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn gemm_matches_the_oracle_on_awkward_shapes_with_padding_alpha_and_beta() {
+                let k = backend();
+                for s in gemm_awkward_shapes() {
+                    gemm_matches_oracle::<_, T>(&k, s);
+                }
+                // Crosses the 128×128 tensor-core tile in every dimension, with padded leading dimensions.
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(129, 130, 40).with_leading_dims(41, 131, 133).with_scalars(0.5, -1.0));
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(16, 8, 16));
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn gemm_matches_the_oracle_on_bert_sized_and_long_reductions() {
+                let k = backend();
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(96, 300, 768));
+                // Few output tiles and a long K (the CUDA plan splits K across blocks here).
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(33, 70, 1100));
+                gemm_matches_oracle::<_, T>(&k, GemmShape::new(5, 9, 2051).with_scalars(-0.5, 2.0));
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn gemm_with_beta_zero_never_reads_nan_or_inf_from_c() {
+                let k = backend();
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 37, 45, 29);
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 3, 2, 0);
+                gemm_beta_zero_ignores_nan_and_inf_in_c::<_, T>(&k, 130, 136, 264);
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn gemm_matches_the_oracle_on_inputs_with_outliers() {
+                let k = backend();
+                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(40, 50, 200), 60.0);
+                gemm_with_outliers_matches_oracle::<_, T>(&k, GemmShape::new(9, 17, 64).with_scalars(1.0, 0.5), 300.0);
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn depthwise_pointwise_and_fused_match_the_oracle_on_awkward_shapes() {
+                let k = backend();
+                for s in dwconv_awkward_shapes() {
+                    depthwise_matches_oracle::<_, T>(&k, s);
+                    pointwise_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn fused_depthwise_separable_equals_the_two_step_path_bit_for_bit() {
+                let k = backend();
+                for s in dwconv_awkward_shapes() {
+                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
+                }
+                dwsep_fused_equals_two_step_bitwise::<_, T>(&k, DwConvShape::new(2, 28, 28, 32, 3, 2, 24));
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn depthwise_separable_matches_the_oracle_on_a_mobilenet_block() {
+                let k = backend();
+                let s = DwConvShape::new(1, 28, 28, 144, 3, 1, 24);
+                depthwise_matches_oracle::<_, T>(&k, s);
+                pointwise_matches_oracle::<_, T>(&k, s);
+                dwsep_fused_matches_oracle::<_, T>(&k, s);
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn depthwise_separable_and_attention_match_the_oracle_on_inputs_with_outliers() {
+                let k = backend();
+                dwsep_with_outliers_matches_oracle::<_, T>(&k, DwConvShape::new(1, 13, 11, 24, 3, 1, 16), 50.0);
+                dwsep_with_outliers_matches_oracle::<_, T>(&k, DwConvShape::new(2, 9, 9, 8, 3, 2, 12).with_multiplier(2), 200.0);
+                attention_with_outliers_matches_oracle::<_, T>(&k, AttnShape::new(1, 2, 70, 150, 64), 6.0);
+                let causal = AttnShape::new(1, 2, 40, 130, 80).with_causal(true).with_mask(MaskKind::Additive);
+                attention_with_outliers_matches_oracle::<_, T>(&k, causal, 8.0);
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn attention_matches_the_oracle_on_awkward_shapes_causal_and_masked() {
+                let k = backend();
+                for s in attention_awkward_shapes() {
+                    attention_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn attention_matches_the_oracle_on_a_bert_sized_head_block() {
+                let k = backend();
+                attention_matches_oracle::<_, T>(&k, AttnShape::new(1, 4, 128, 128, 64));
+                attention_matches_oracle::<_, T>(&k, AttnShape::new(1, 2, 100, 130, 128).with_causal(true));
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn attention_with_head_dims_up_to_256_and_many_keys_matches_the_oracle() {
+                // d = 256 runs the CUDA 32-key-tile kernels; d = 136 pads to 256; one head with many keys makes the
+                // CUDA plan split the key range across blocks and combine.
+                let k = backend();
+                for s in [
+                    AttnShape::new(1, 1, 70, 150, 256),
+                    AttnShape::new(1, 1, 70, 150, 256).with_causal(true),
+                    AttnShape::new(1, 1, 3, 200, 136).with_mask(MaskKind::Boolean),
+                    AttnShape::new(1, 1, 20, 700, 64).with_mask(MaskKind::Additive),
+                ] {
+                    attention_matches_oracle::<_, T>(&k, s);
+                }
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn attention_rows_with_every_key_masked_are_exactly_zero() {
+                let k = backend();
+                for mask in [MaskKind::Boolean, MaskKind::Additive] {
+                    attention_fully_masked_rows_are_zero::<_, T>(&k, AttnShape::new(2, 2, 10, 75, 40).with_mask(mask));
+                    let causal = AttnShape::new(1, 2, 9, 4, 59).with_mask(mask).with_causal(true);
+                    attention_fully_masked_rows_are_zero::<_, T>(&k, causal);
+                }
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn causal_attention_with_more_queries_than_keys_gives_zero_rows() {
+                let k = backend();
+                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(&k, AttnShape::new(2, 3, 70, 20, 64).with_causal(true));
+                attention_causal_more_queries_than_keys_gives_zero_rows::<_, T>(&k, AttnShape::new(1, 1, 5, 1, 8).with_causal(true));
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn invalid_shapes_and_short_buffers_give_typed_errors() {
+                let k = backend();
+                gemm_rejects_invalid_input::<_, T>(&k);
+                dwconv_rejects_invalid_input::<_, T>(&k);
+                attention_rejects_invalid_input::<_, T>(&k);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: $cases, failure_persistence: None, ..ProptestConfig::default() })]
+
+                #[test]
+                $(#[$attr])?
+                fn gemm_matches_the_oracle_on_random_valid_shapes(s in gemm_shape_strategy()) {
+                    gemm_matches_oracle::<_, T>(&backend(), s);
+                }
+
+                #[test]
+                $(#[$attr])?
+                fn depthwise_separable_matches_the_oracle_on_random_valid_shapes(s in dwconv_shape_strategy()) {
+                    let k = backend();
+                    depthwise_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_matches_oracle::<_, T>(&k, s);
+                    dwsep_fused_equals_two_step_bitwise::<_, T>(&k, s);
+                }
+
+                #[test]
+                $(#[$attr])?
+                fn attention_matches_the_oracle_on_random_valid_shapes(s in attention_shape_strategy()) {
+                    attention_matches_oracle::<_, T>(&backend(), s);
+                }
+            }
+        }
+    };
+}
+pub(crate) use backend_suite;
