@@ -28,5 +28,12 @@ pub fn main(args: Args) -> Result<()> {
         println!("A = {}\nB = {}\n", args.a.display(), args.b.display());
         print!("{}", c.render());
     }
+    if c.cases.is_empty() {
+        anyhow::bail!(
+            "the two files have no case in common ({} only in A, {} only in B): nothing was compared",
+            c.only_in_a.len(),
+            c.only_in_b.len()
+        );
+    }
     Ok(())
 }

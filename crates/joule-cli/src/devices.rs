@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// CPU power at full load (W) for the estimate, instead of the CodeCarbon table.
-    #[arg(long, value_name = "WATTS")]
+    #[arg(long, value_name = "WATTS", value_parser = crate::positive_watts)]
     cpu_tdp: Option<f64>,
     /// Country (ISO 3166-1 code such as FRA or FR, or English name): shows the intensity `joule track` would use.
     #[arg(long, value_name = "CODE")]

@@ -32,7 +32,23 @@ enum Command {
     Track(track::Args),
 }
 
+/// Parses a power in watts that must be finite and positive (`--cpu-tdp`).
+fn positive_watts(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if w.is_finite() && w > 0.0 => Ok(w),
+        Ok(w) => Err(format!("{w} W is not a usable power: give a finite value above 0")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn main() -> Result<()> {
+    // Like other Unix tools, stop quietly when stdout is a closed pipe (`joule run --json | head`): Rust ignores
+    // SIGPIPE by default, which turns every later println! into a "Broken pipe" panic.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::main(args),

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long)]
     pub subtract_idle: bool,
     /// CPU power at full load in W for the estimate, instead of the TDP table.
-    #[arg(long, value_name = "WATTS")]
+    #[arg(long, value_name = "WATTS", value_parser = crate::positive_watts)]
     pub cpu_tdp: Option<f64>,
     /// Directory for results (`<date>-<host>-<set>.json|csv` and the report folder `<date>-<host>-<set>/`).
     #[arg(long, default_value = "results")]
@@ -174,6 +174,10 @@ pub fn main(args: Args) -> Result<()> {
         ..RunConfig::default()
     };
 
+    // A results folder that cannot be written should fail now, not after minutes of measuring.
+    check_writable(&args.out_dir)
+        .with_context(|| format!("results folder {} is not writable", args.out_dir.display()))?;
+
     let selection = select_meters(&MeterConfig { cpu_tdp_w: args.cpu_tdp, ..MeterConfig::default() });
     let mut meters = Meters {
         cpu: selection.cpu,
@@ -202,7 +206,12 @@ pub fn main(args: Args) -> Result<()> {
     let clock = SystemClock::new();
     let res = run_plan(&plan, &executors, &mut meters, &clock, &cfg, &command, machine, &mut Bar { bar })?;
 
-    let stem = res.file_stem();
+    // Never overwrite an earlier run (e.g. the committed results) that has the same date, host and shape set.
+    let mut stem = res.file_stem();
+    if args.out_dir.join(format!("{stem}.json")).exists() || args.out_dir.join(format!("{stem}.csv")).exists() {
+        let time: String = res.created_utc.get(11..19).unwrap_or("").chars().filter(char::is_ascii_digit).collect();
+        stem = format!("{stem}-{time}");
+    }
     let (json_path, csv_path) = res.write(&args.out_dir, &stem).context("writing the results files")?;
     eprintln!("wrote {} and {}", json_path.display(), csv_path.display());
     if !args.no_report {
@@ -226,4 +235,12 @@ pub fn main(args: Args) -> Result<()> {
         bail!("{failed} case(s) failed the accuracy check and {} case(s) could not run", res.failures.len());
     }
     Ok(())
+}
+
+/// Creates `dir` if needed and proves a file can be created in it (then removes the probe).
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".joule-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
 }

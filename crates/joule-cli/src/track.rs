@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pue: f64,
     /// CPU power at full load (W) for the estimate, instead of the CodeCarbon table.
-    #[arg(long, value_name = "WATTS")]
+    #[arg(long, value_name = "WATTS", value_parser = crate::positive_watts)]
     cpu_tdp: Option<f64>,
     /// Folder for emissions.csv (appended) and the JSON report (created if missing).
     #[arg(long, short = 'o', default_value = ".")]
@@ -112,10 +112,12 @@ fn run(args: &Args) -> Result<i32> {
     };
     let csv = args.output_dir.join("emissions.csv");
     let json = args.output_dir.join(format!("joule-track-{}.json", report.run_id));
-    write_emissions_csv(&csv, &[report.to_csv_row()])?;
-    write_json_atomic(&json, &report)?;
+    // The command has run: its exit status is what we return, whatever happens to our own files.
     print_report(&report, &shown, code);
-    say!("  written  {} (row appended), {}", csv.display(), json.display());
+    match write_emissions_csv(&csv, &[report.to_csv_row()]).and_then(|()| write_json_atomic(&json, &report)) {
+        Ok(()) => say!("  written  {} (row appended), {}", csv.display(), json.display()),
+        Err(e) => say!("joule track: warning: the report above could not be saved: {e}"),
+    }
     Ok(code)
 }
 
