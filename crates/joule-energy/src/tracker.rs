@@ -575,7 +575,12 @@ fn summarize(windows: &[EnergyWindow], duration_s: f64) -> (EnergyKwh, PowerW, C
         ram: j[2] / J_PER_KWH,
         total: j.iter().sum::<f64>() / J_PER_KWH,
     };
-    let p = |x: f64| if duration_s > 0.0 && duration_s.is_finite() { x / duration_s } else { 0.0 };
+    // Average power over the span the meters integrated: a meter's window can be a little longer than the tracked
+    // duration (an estimate samples at a fixed period), and dividing its joules by the shorter duration would
+    // report more power than the model can give for very short commands.
+    let window_s = windows.iter().map(|w| w.seconds).filter(|s| s.is_finite()).fold(0.0f64, f64::max);
+    let span_s = if window_s > 0.0 { window_s } else { duration_s };
+    let p = |x: f64| if span_s > 0.0 && span_s.is_finite() { x / span_s } else { 0.0 };
     (energy, PowerW { cpu: p(j[0]), gpu: p(j[1]), ram: p(j[2]) }, methods)
 }
 
@@ -772,10 +777,26 @@ mod tests {
             (m.cpu, m.ram, m.gpu.as_slice()),
             (Some(Method::Estimated), Some(Method::Estimated), &[Method::NvmlCounter][..])
         );
+        // Power is over the span the meters integrated, even when the tracked duration is unusable ...
         for d in [0.0, -1.0, f64::NAN] {
             let (e, p, _) = summarize(&ws, d);
+            assert!(e.total.is_finite() && p.cpu == 3.6e5 && p.gpu == 7.2e5, "{d}");
+        }
+        // ... and never divides by zero when neither is usable.
+        let empty = [window(Method::Estimated, &[("cpu", ComponentKind::Cpu, 1.0)], 0.0)];
+        for d in [0.0, -1.0, f64::NAN] {
+            let (e, p, _) = summarize(&empty, d);
             assert!(e.total.is_finite() && p.cpu == 0.0 && p.gpu == 0.0, "{d}");
         }
+    }
+
+    #[test]
+    fn average_power_uses_the_meter_window_when_it_is_longer_than_the_tracked_duration() {
+        // A 7 ms command measured by an estimate that samples every 10 ms: 28 W over the 13 ms window is 28 W, not
+        // 52 W over the 7 ms the command ran.
+        let ws = [window(Method::Estimated, &[("cpu", ComponentKind::Cpu, 0.364)], 0.013)];
+        let (_, p, _) = summarize(&ws, 0.007);
+        assert!((p.cpu - 28.0).abs() < 1e-9, "{}", p.cpu);
     }
 
     #[test]
