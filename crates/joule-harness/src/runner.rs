@@ -145,6 +145,17 @@ pub fn run_plan(
             idle_baselines.push(measure_idle(meter, clock, secs)?);
         }
     }
+    // An estimate's "idle" power is the model evaluated at whatever load the machine had during the idle window
+    // (on a busy machine, nearly all of it): subtracting it would present a model artefact as the kernels' energy.
+    if cfg.subtract_idle
+        && let Some(b) = idle_baselines.iter().find(|b| b.method == joule_energy::Method::Estimated)
+    {
+        return Err(joule_core::Error::InvalidArgument(format!(
+            "--subtract-idle needs a measured baseline, but {} gives an estimate (`estimated`): its idle figure \
+             ({:.2} W) is the model at the load seen during the idle window; keep --idle-baseline to report it alone",
+            b.meter, b.watts
+        )));
+    }
 
     progress.begin(plan.cases.len());
     let mut rows = Vec::new();
@@ -402,5 +413,37 @@ mod tests {
         let cfg = RunConfig { subtract_idle: true, ..Default::default() };
         let e = run_plan(&plan, &execs, &mut meters, &clock, &cfg, "", MachineInfo::default(), &mut NoProgress);
         assert!(e.unwrap_err().to_string().contains("--idle-baseline"));
+    }
+
+    #[test]
+    fn subtracting_an_idle_baseline_is_refused_for_an_estimate_and_allowed_for_a_measurement() {
+        let execs: Vec<Box<dyn Executor>> = vec![Box::new(cpu_executor())];
+        let statuses: Vec<_> = execs.iter().map(|e| e.status()).collect();
+        let filter = PlanFilter {
+            kernels: Some(vec![KernelKind::Attention]),
+            dtypes: Some(vec![DType::F32]),
+            ..Default::default()
+        };
+        let plan = Plan::build(&[ShapeSet::Quick], &filter, &statuses).unwrap();
+        // The fake kernels do not advance the fake clock; a tiny max window keeps the loop short.
+        let cfg = RunConfig {
+            loop_config: LoopConfig { warmup_s: 0.0, max_calls_per_window: 2, ..Default::default() },
+            subtract_idle: true,
+            idle_baseline_s: Some(1.0),
+            ..Default::default()
+        };
+        for method in [joule_energy::Method::Estimated, joule_energy::Method::Rapl] {
+            let clock = FakeClock::default();
+            let mut meter = FakeMeter::new(clock.clone(), 1.0, 0.001);
+            meter.info.method = method;
+            let mut meters = Meters { cpu: Box::new(meter), gpus: vec![], absent: vec![] };
+            let r = run_plan(&plan, &execs, &mut meters, &clock, &cfg, "", MachineInfo::default(), &mut NoProgress);
+            match method {
+                joule_energy::Method::Estimated => {
+                    assert!(r.unwrap_err().to_string().contains("needs a measured baseline"))
+                }
+                _ => assert!(r.is_ok(), "{:?}", r.err()),
+            }
+        }
     }
 }
