@@ -102,6 +102,11 @@ impl Case<'_> {
             note: note.into(),
         }
     }
+
+    /// The oracle's own row: timed once, compared with itself.
+    fn oracle_row(&self, ms: f64, note: &str) -> Row {
+        Row { runs: 1, ..self.row("oracle", Some(ms), Some(self.oracle), note) }
+    }
 }
 
 fn widen<T: Element>(xs: &[T]) -> Vec<f64> {
@@ -154,12 +159,7 @@ fn bench_gemm<T: Element + WithDType>(runs: usize, rows: &mut Vec<Row>, gemm_cra
         oracle: &oracle,
         runs,
     };
-    rows.push(Case { runs: 1, shape: case.shape.clone(), ..case }.row(
-        "oracle",
-        Some(oracle_ms),
-        Some(&oracle),
-        "float64, timed once",
-    ));
+    rows.push(case.oracle_row(oracle_ms, "float64, timed once"));
     let mut c = vec![T::default(); s.c_len()];
     let ms = median_ms(runs, || fast::gemm(&s, &a, &b, &mut c).expect("valid"));
     let note = if <T as Element>::DTYPE == DType::F32 {
@@ -233,12 +233,7 @@ fn bench_dwsep<T: Element + WithDType>(runs: usize, rows: &mut Vec<Row>) {
         oracle: &oracle,
         runs,
     };
-    rows.push(Case { runs: 1, shape: case.shape.clone(), ..case }.row(
-        "oracle",
-        Some(oracle_ms),
-        Some(&oracle),
-        "float64, timed once",
-    ));
+    rows.push(case.oracle_row(oracle_ms, "float64, timed once"));
     let mut out = vec![T::default(); s.out_len()];
     let ms = median_ms(runs, || fast::dwsep_fused(&s, &x, &dw, &pw, &mut out).expect("valid"));
     rows.push(case.row(
@@ -289,12 +284,7 @@ fn bench_attention<T: Element + WithDType>(runs: usize, rows: &mut Vec<Row>) {
         oracle: &oracle,
         runs,
     };
-    rows.push(Case { runs: 1, shape: case.shape.clone(), ..case }.row(
-        "oracle",
-        Some(oracle_ms),
-        Some(&oracle),
-        "float64 two-pass softmax, timed once",
-    ));
+    rows.push(case.oracle_row(oracle_ms, "float64 two-pass softmax, timed once"));
     let mut out = vec![T::default(); s.out_len()];
     let ms = median_ms(runs, || fast::attention(&s, &q, &k, &v, None, &mut out).expect("valid"));
     rows.push(case.row("joule-fast", Some(ms), Some(&widen(&out)), "online softmax, no Lq x Lk matrix"));
